@@ -1,0 +1,79 @@
+"""``ping``, ``info`` and ``call``: the agent itself."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import click
+
+from virt_qga.cli.common import domain_argument, open_agent, parse_call_args, print_kv, print_table
+from virt_qga.cli.context import emit
+
+
+@click.command()
+@domain_argument
+def ping(domain: str) -> None:
+    """Check that DOMAIN's guest agent answers, and how fast."""
+    agent = open_agent(domain)
+    start = time.perf_counter()
+    agent.ping()
+    ms = (time.perf_counter() - start) * 1000
+    emit({"domain": domain, "ok": True, "latency_ms": round(ms, 3)},
+         lambda d: click.echo(f"{domain}: agent answered in {d['latency_ms']:.1f} ms"))
+
+
+@click.command()
+@domain_argument
+def info(domain: str) -> None:
+    """Agent version and every command it supports (and whether it is enabled)."""
+    from virt_qga.spec import get_spec
+
+    agent = open_agent(domain)
+    caps = agent.capabilities()
+    spec = get_spec()
+    rows: list[dict[str, Any]] = []
+    for name in sorted(set(caps.commands) | set(spec.commands)):
+        cmd = spec.commands.get(name)
+        rows.append({
+            "name": name,
+            "supported": caps.knows(name),
+            "enabled": caps.enabled(name),
+            "in_schema": cmd is not None,
+            "since": cmd.since if cmd else None,
+        })
+    data = {"domain": domain, "version": caps.version, "transport": agent.transport.kind,
+            "commands": rows}
+
+    def human(d: dict[str, Any]) -> None:
+        n_sup = sum(r["supported"] for r in rows)
+        n_en = sum(r["enabled"] for r in rows)
+        print_kv([("domain", domain), ("agent", f"qemu-ga {d['version']}"),
+                  ("transport", d["transport"]),
+                  ("commands", f"{n_sup} supported, {n_en} enabled, {len(spec.commands)} in schema")])
+        print_table(["command", "supported", "enabled", "since"],
+                    [(r["name"], "yes" if r["supported"] else "no",
+                      "yes" if r["enabled"] else "-", r["since"] or "") for r in rows])
+
+    emit(data, human)
+
+
+@click.command(context_settings={"ignore_unknown_options": False})
+@domain_argument
+@click.argument("command")
+@click.argument("pairs", nargs=-1, metavar="[KEY=VALUE | KEY:=JSON]...")
+@click.option("--args", "args_json", metavar="JSON", help="Arguments as one JSON object.")
+def call(domain: str, command: str, pairs: tuple[str, ...], args_json: str | None) -> None:
+    """Run any guest agent COMMAND (e.g. guest-get-osinfo) and print its reply as JSON.
+
+    Arguments are validated against the schema before anything is sent.
+    KEY=VALUE passes a string; KEY:=JSON passes a typed value (count:=4096,
+    arg:='["-l"]'). The "guest-" prefix may be omitted.
+    """
+    from virt_qga.spec import get_spec
+
+    name = command if command.startswith("guest-") or command in get_spec().commands else f"guest-{command}"
+    args = parse_call_args(args_json, pairs)
+    agent = open_agent(domain)
+    result = agent.call(name, args)
+    emit({"domain": domain, "command": name, "return": result})

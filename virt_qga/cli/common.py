@@ -1,0 +1,87 @@
+"""Helpers shared by the CLI command modules: opening an agent, tables, parsing."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
+
+import click
+
+from virt_qga.cli.context import get_ctx
+from virt_qga.errors import BadInputError
+
+if TYPE_CHECKING:
+    from virt_qga.agent import GuestAgent
+
+#: DOMAIN may name a socket directly: ``unix:/path/to/qga.sock``.
+SOCKET_PREFIX = "unix:"
+
+domain_argument = click.argument("domain", metavar="DOMAIN")
+
+
+def open_agent(domain: str) -> GuestAgent:
+    """The agent for DOMAIN, over the socket (``--socket`` or ``unix:PATH``) or libvirt."""
+    from virt_qga.agent import GuestAgent
+
+    c = get_ctx()
+    if domain.startswith(SOCKET_PREFIX):
+        return GuestAgent.for_socket(domain[len(SOCKET_PREFIX):], timeout=c.timeout, name=domain)
+    if c.socket:
+        return GuestAgent.for_socket(c.socket, timeout=c.timeout, name=domain)
+    return GuestAgent.for_domain(domain, c.connect, timeout=c.timeout)
+
+
+def clean(value: Any) -> str:
+    """Guest-supplied text for a terminal: control characters escaped."""
+    text = "" if value is None else str(value)
+    return "".join(ch if ch.isprintable() or ch == " " else f"\\x{ord(ch):02x}" for ch in text)
+
+
+def print_table(columns: Sequence[str], rows: Iterable[Sequence[Any]], title: str | None = None) -> None:
+    """A rich table on stdout; every cell is plain text (no markup interpretation)."""
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title=title, show_edge=False, header_style="bold", title_justify="left")
+    for col in columns:
+        table.add_column(col)
+    for row in rows:
+        table.add_row(*(Text(clean(cell)) for cell in row))
+    Console(soft_wrap=False).print(table)
+
+
+def print_kv(pairs: Iterable[tuple[str, Any]]) -> None:
+    """Aligned ``key: value`` lines."""
+    items = [(k, clean(v)) for k, v in pairs]
+    width = max((len(k) for k, _ in items), default=0)
+    for k, v in items:
+        click.echo(f"{k + ':':<{width + 1}} {v}")
+
+
+def parse_call_args(args_json: str | None, pairs: Sequence[str]) -> dict[str, Any]:
+    """``--args JSON`` and/or ``key=value`` (string) / ``key:=json`` (typed) pairs."""
+    out: dict[str, Any] = {}
+    if args_json:
+        try:
+            parsed = json.loads(args_json)
+        except ValueError as exc:
+            raise BadInputError(f"--args is not valid JSON: {exc}", field="--args") from exc
+        if not isinstance(parsed, dict):
+            raise BadInputError("--args must be a JSON object", field="--args")
+        out.update(parsed)
+    for pair in pairs:
+        if ":=" in pair and ("=" not in pair or pair.index(":=") < pair.index("=")):
+            key, raw = pair.split(":=", 1)
+            try:
+                out[key] = json.loads(raw)
+            except ValueError as exc:
+                raise BadInputError(f"{key}:= needs a JSON value: {exc}", field=key) from exc
+        elif "=" in pair:
+            key, value = pair.split("=", 1)
+            out[key] = value
+        else:
+            raise BadInputError(f"argument '{pair}' is not key=value or key:=json", field=pair)
+        if not key:
+            raise BadInputError(f"argument '{pair}' has an empty name", field=pair)
+    return out
