@@ -1,0 +1,1 @@
+"""virt-qga benchmarks: each module compares virt-qga with the obvious alternative in one run."""
