@@ -141,13 +141,32 @@ def _literal(src: str) -> Any:
     # true/false only ever appear as bare words outside strings; strings are quoted
     # with ' so a word-boundary replacement outside quotes is enough.
     parts = re.split(r"('[^']*')", code)
+    for k in range(2, len(parts) - 1, 2):
+        if not parts[k].strip():  # 'a' 'b' would silently concatenate
+            raise SchemaError(f"adjacent strings {parts[k - 1]} {parts[k + 1]} in {src[:80]!r}")
     for k in range(0, len(parts), 2):
         parts[k] = re.sub(r"\btrue\b", "True", parts[k])
         parts[k] = re.sub(r"\bfalse\b", "False", parts[k])
     try:
-        return ast.literal_eval("".join(parts))
+        value = ast.literal_eval("".join(parts))
     except (ValueError, SyntaxError) as exc:
         raise SchemaError(f"cannot parse definition {src[:80]!r}...: {exc}") from exc
+    _check_json_like(value, src)
+    return value
+
+
+def _check_json_like(value: Any, src: str) -> None:
+    """Only dicts with str keys, lists, str and bool may appear in a definition."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise SchemaError(f"non-string key {k!r} in {src[:80]!r}")
+            _check_json_like(v, src)
+    elif isinstance(value, list):
+        for v in value:
+            _check_json_like(v, src)
+    elif not isinstance(value, (str, bool)):
+        raise SchemaError(f"unexpected {type(value).__name__} {value!r} in {src[:80]!r}")
 
 
 def scan(text: str) -> list[RawDef]:
@@ -237,8 +256,9 @@ def _range_since(note: str | None, values: list[str]) -> dict[str, str]:
     if not note:
         return out
     m = re.search(r"'([\w-]+)' and all entries below since " + _VERSION, note)
-    if m and m.group(1) in values:
-        for v in values[values.index(m.group(1)) :]:
+    lowered = [v.lower() for v in values]
+    if m and m.group(1).lower() in lowered:  # the schema writes 'Unknown' for 'unknown'
+        for v in values[lowered.index(m.group(1).lower()) :]:
             out[v] = m.group(2)
     return out
 
