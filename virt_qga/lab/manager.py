@@ -1,0 +1,580 @@
+"""The :class:`Lab`: build, boot, inspect and tear down disposable qemu-ga guests.
+
+Each guest has a directory ``<lab>/guests/<name>/`` holding ``meta.json`` (what the lab
+knows about it), its data disk overlay, console log and sockets. The directory is the
+lab's record; the live truth (is it running?) always comes from libvirt or ``/proc``.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from virt_qga.lab.agentping import socket_command
+from virt_qga.lab.build import Manifest, build, check_agent
+from virt_qga.lab.domain import DomainSpec, agent_from_xml, domain_xml
+from virt_qga.lab.errors import SETUP_HINT, LabError
+from virt_qga.lab.paths import LabPaths, default_root
+from virt_qga.lab.plain import PlainSpec, qemu_argv
+from virt_qga.lab.proc import pid_alive, pid_cmdline, run
+from virt_qga.lab.session import LabSession, terminate, which
+
+KINDS = ("libvirt", "plain")
+
+
+@dataclass
+class LabGuest:
+    """One lab guest, as the tests and users reach it."""
+
+    name: str
+    kind: str                 # "libvirt" | "plain"
+    agent: str                # "7.2" | "10.0"
+    uri: str | None           # libvirt URI (libvirt guests)
+    socket: str | None        # agent channel socket (plain guests with a channel)
+    qmp: str | None           # QMP socket (plain guests)
+    console_log: Path
+    data_disk: Path
+    pid: int | None           # QEMU pid when known
+    agent_channel: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["console_log"] = str(self.console_log)
+        out["data_disk"] = str(self.data_disk)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LabGuest:
+        fields = dict(data)
+        fields["console_log"] = Path(fields["console_log"])
+        fields["data_disk"] = Path(fields["data_disk"])
+        return cls(**{k: v for k, v in fields.items() if k in cls.__dataclass_fields__})
+
+
+@dataclass
+class GuestStatus:
+    """What ``status`` reports for one guest. ``state`` is the live truth:
+    "running", "paused", "shut off", "crashed" (QEMU died under libvirt), "dead" (plain
+    QEMU process gone), "missing" (libvirt no longer knows the domain), ...
+    """
+
+    name: str
+    kind: str
+    agent: str
+    state: str
+    pid: int | None
+    uri: str | None
+    socket: str | None
+    qmp: str | None
+    console_log: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+_QUIET = False
+
+
+def _quiet_libvirt() -> None:
+    """libvirt prints every error to stderr by default; the lab reports its own."""
+    global _QUIET
+    if not _QUIET:
+        import libvirt
+
+        libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
+        _QUIET = True
+
+
+class Lab:
+    """Disposable libvirt and plain-QEMU guests running the real qemu-ga."""
+
+    def __init__(self, root: Path | None = None) -> None:
+        self.paths = LabPaths(Path(root) if root is not None else default_root())
+        self.session = LabSession(self.paths)
+        self._rlock = threading.RLock()
+        self._depth = 0
+        self._lock_fd: int | None = None
+        self._conn: Any = None
+
+    # ------------------------------------------------------------ basics
+
+    @property
+    def root(self) -> Path:
+        return self.paths.root
+
+    @property
+    def uri(self) -> str:
+        """The libvirt URI (as root or as the invoking user) of the lab's session daemon."""
+        return self.session.uri
+
+    @contextmanager
+    def _locked(self, timeout: float = 900.0) -> Iterator[None]:
+        """Serialise build/up/destroy/down across processes (flock on <lab>/lock)."""
+        with self._rlock:
+            if self._depth == 0:
+                self.paths.root.mkdir(parents=True, exist_ok=True)
+                fd = os.open(self.paths.lock, os.O_RDWR | os.O_CREAT, 0o644)
+                deadline = time.monotonic() + timeout
+                while True:
+                    try:
+                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        break
+                    except BlockingIOError:
+                        if time.monotonic() > deadline:
+                            os.close(fd)
+                            raise LabError(f"another lab operation holds {self.paths.lock} for over {timeout:.0f} s")
+                        time.sleep(0.2)
+                self._lock_fd = fd
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+                if self._depth == 0 and self._lock_fd is not None:
+                    os.close(self._lock_fd)
+                    self._lock_fd = None
+
+    def preflight(self, plain: bool) -> None:
+        """One clear error naming what is missing, before anything is changed."""
+        missing = []
+        if which("qemu-system-x86_64") is None:
+            missing.append("qemu-system-x86_64 (qemu-system-x86)")
+        if which("qemu-img") is None:
+            missing.append("qemu-img (qemu-utils)")
+        if self.session.is_root and which("runuser") is None:
+            missing.append("runuser (util-linux)")
+        if not plain:
+            if which("libvirtd") is None:
+                missing.append("libvirtd (libvirt-daemon-system)")
+            try:
+                import libvirt  # noqa: F401
+            except ImportError:
+                missing.append("the libvirt Python module (pip install libvirt-python)")
+        if missing:
+            raise LabError(f"missing on this host: {', '.join(missing)}; {SETUP_HINT}")
+
+    def build(self, agent: str = "7.2", refresh: bool = False, log: bool = False) -> Manifest:
+        """Cached build of kernel, initramfs (for ``agent``) and base data disk."""
+        with self._locked():
+            return build(self.paths, agent, refresh=refresh, log=log)
+
+    # ------------------------------------------------------------ libvirt connection
+
+    def _connect(self) -> Any:
+        import libvirt
+
+        _quiet_libvirt()
+        self.session.ensure_daemon()
+        if self._conn is not None:
+            try:
+                if self._conn.isAlive():
+                    return self._conn
+            except libvirt.libvirtError:
+                pass
+            self._conn = None
+        try:
+            self._conn = libvirt.open(self.uri)
+        except libvirt.libvirtError as exc:
+            raise LabError(f"cannot connect to the lab libvirtd at {self.uri}: {exc.get_error_message()}") from exc
+        return self._conn
+
+    def _lookup(self, name: str) -> Any | None:
+        import libvirt
+
+        try:
+            return self._connect().lookupByName(name)
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                return None
+            raise LabError(f"{name}: {exc.get_error_message()}") from exc
+
+    def close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except Exception:
+                pass
+            self._conn = None
+
+    # ------------------------------------------------------------ records
+
+    def _meta_path(self, name: str) -> Path:
+        return self.paths.guest_dir(name) / "meta.json"
+
+    def _load(self, name: str) -> LabGuest | None:
+        try:
+            return LabGuest.from_dict(json.loads(self._meta_path(name).read_text()))
+        except (OSError, ValueError, TypeError, KeyError):
+            return None
+
+    def _recorded(self) -> list[LabGuest]:
+        out = []
+        if self.paths.guests.is_dir():
+            for d in sorted(self.paths.guests.iterdir()):
+                g = self._load(d.name)
+                if g is not None:
+                    out.append(g)
+        return out
+
+    def guest(self, name: str) -> LabGuest:
+        """The recorded guest ``name`` with its current pid."""
+        g = self._load(name)
+        if g is None:
+            raise LabError(f"no lab guest named {name!r}")
+        g.pid = self._pid(g)
+        return g
+
+    def _pid(self, g: LabGuest) -> int | None:
+        if g.kind == "plain":
+            pidfile = self.paths.guest_dir(g.name) / "qemu.pid"
+        else:
+            pidfile = self.paths.run / "libvirt" / "qemu" / "run" / f"{g.name}.pid"
+        try:
+            pid = int(pidfile.read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+        if not pid_alive(pid):
+            return None
+        # a recycled pid is not ours: the QEMU command line names this guest
+        if not any(g.name in arg for arg in pid_cmdline(pid)):
+            return None
+        return pid
+
+    # ------------------------------------------------------------ up
+
+    def up(
+        self,
+        count: int = 1,
+        agent: str = "7.2",
+        plain: bool = False,
+        name: str | None = None,
+        agent_channel: bool = True,
+        kvm: bool = False,
+        wait: bool = True,
+        timeout: float = 60.0,
+    ) -> list[LabGuest]:
+        """Boot ``count`` guests (reusing running ones of the same names) and wait for their agents.
+
+        Names: ``name`` when count is 1 and a name is given, else ``<prefix>-<i>``
+        with the prefix ``name`` or ``lab-<agent>`` / ``lab-plain-<agent>``.
+        """
+        check_agent(agent)
+        if count < 1:
+            raise LabError("--count must be at least 1")
+        self.preflight(plain)
+        kind = "plain" if plain else "libvirt"
+        with self._locked():
+            manifest = build(self.paths, agent)
+            self.session.prepare_dirs()
+            if not plain:
+                self._connect()
+            names = self._names(count, agent, plain, name)
+            guests: list[LabGuest] = []
+            to_start: list[str] = []
+            for n in names:
+                existing = self._load(n)
+                if existing is not None and self._state(existing) == "running":
+                    if (existing.kind, existing.agent, existing.agent_channel) != (kind, agent, agent_channel):
+                        raise LabError(
+                            f"guest {n} already runs ({existing.kind}, agent {existing.agent}, "
+                            f"channel {'on' if existing.agent_channel else 'off'}); choose another --name or destroy it"
+                        )
+                    existing.pid = self._pid(existing)
+                    guests.append(existing)
+                    continue
+                self._destroy(n)
+                to_start.append(n)
+            starter = self._start_plain if plain else self._start_libvirt
+            with ThreadPoolExecutor(max_workers=max(1, len(to_start))) as pool:
+                started = list(pool.map(lambda n: starter(n, manifest, agent_channel, kvm), to_start))
+            by_name = {g.name: g for g in guests + started}
+            guests = [by_name[n] for n in names]
+        if wait:
+            self.wait_ready(guests, timeout)
+        return guests
+
+    def _names(self, count: int, agent: str, plain: bool, name: str | None) -> list[str]:
+        if name is not None and count == 1:
+            names = [name]
+        else:
+            prefix = name or (f"lab-plain-{agent}" if plain else f"lab-{agent}")
+            names = [f"{prefix}-{i}" for i in range(1, count + 1)]
+        for n in names:
+            if not n or len(n) > 40 or not all(c.isalnum() or c in "-_." for c in n) or n.startswith("."):
+                raise LabError(f"invalid guest name {n!r}: use up to 40 letters, digits, '-', '_', '.'")
+        return names
+
+    def _new_guest_dir(self, name: str, manifest: Manifest) -> Path:
+        gdir = self.paths.guest_dir(name)
+        shutil.rmtree(gdir, ignore_errors=True)
+        gdir.mkdir(parents=True)
+        self.session.chown(gdir)
+        disk = gdir / "data.qcow2"
+        run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", manifest.data_base, disk], timeout=30)
+        self.session.chown(disk)
+        return gdir
+
+    def _check_socket_paths(self, *paths: Path) -> None:
+        for p in paths:
+            if len(str(p).encode()) > 107:
+                raise LabError(f"socket path too long for UNIX sockets ({p}); set VIRT_QGA_LAB_DIR to a shorter directory")
+
+    def _start_libvirt(self, name: str, manifest: Manifest, agent_channel: bool, kvm: bool) -> LabGuest:
+        import libvirt
+
+        gdir = self._new_guest_dir(name, manifest)
+        sock = gdir / "qga.sock"
+        self._check_socket_paths(sock)
+        guest = LabGuest(
+            name=name, kind="libvirt", agent=manifest.agent, uri=self.uri, socket=None, qmp=None,
+            console_log=gdir / "console.log", data_disk=gdir / "data.qcow2", pid=None,
+            agent_channel=agent_channel,
+        )
+        spec = DomainSpec(
+            name=name, agent=manifest.agent, kernel=Path(manifest.kernel), initrd=Path(manifest.initrd),
+            data_disk=guest.data_disk, console_log=guest.console_log,
+            agent_socket=sock if agent_channel else None,
+            emulator=which("qemu-system-x86_64") or "/usr/bin/qemu-system-x86_64", kvm=kvm,
+        )
+        self._save(guest)
+        conn = self._connect()
+        try:
+            dom = conn.defineXML(domain_xml(spec))
+            dom.create()
+        except libvirt.libvirtError as exc:
+            raise LabError(f"{name}: libvirt could not start the guest: {exc.get_error_message()}") from exc
+        guest.pid = self._pid(guest)
+        return guest
+
+    def _start_plain(self, name: str, manifest: Manifest, agent_channel: bool, kvm: bool) -> LabGuest:
+        gdir = self._new_guest_dir(name, manifest)
+        sock, qmp = gdir / "qga.sock", gdir / "qmp.sock"
+        self._check_socket_paths(sock, qmp)
+        guest = LabGuest(
+            name=name, kind="plain", agent=manifest.agent, uri=None,
+            socket=str(sock) if agent_channel else None, qmp=str(qmp),
+            console_log=gdir / "console.log", data_disk=gdir / "data.qcow2", pid=None,
+            agent_channel=agent_channel,
+        )
+        spec = PlainSpec(
+            name=name, kernel=Path(manifest.kernel), initrd=Path(manifest.initrd), data_disk=guest.data_disk,
+            console_log=guest.console_log, agent_socket=sock if agent_channel else None, qmp_socket=qmp,
+            pidfile=gdir / "qemu.pid", emulator=which("qemu-system-x86_64") or "qemu-system-x86_64", kvm=kvm,
+        )
+        self._save(guest)
+        qemu_log = gdir / "qemu.log"
+        with qemu_log.open("wb") as log:
+            import subprocess
+
+            try:
+                proc = subprocess.run(self.session.as_user(qemu_argv(spec)), stdin=subprocess.DEVNULL,
+                                      stdout=log, stderr=log, timeout=60, check=False)
+            except subprocess.TimeoutExpired as exc:
+                raise LabError(f"{name}: QEMU did not daemonize within 60 s; see {qemu_log}") from exc
+        if proc.returncode != 0:
+            tail = qemu_log.read_text(errors="replace").strip().splitlines()[-1:] or ["(no output)"]
+            raise LabError(f"{name}: QEMU failed to start (exit {proc.returncode}): {tail[0]}")
+        guest.pid = self._pid(guest)
+        return guest
+
+    def _save(self, guest: LabGuest) -> None:
+        path = self._meta_path(guest.name)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(guest.to_dict(), indent=2) + "\n")
+        tmp.replace(path)
+
+    # ------------------------------------------------------------ readiness
+
+    def wait_ready(self, guests: list[LabGuest], timeout: float = 60.0) -> None:
+        """Wait (in parallel) until each guest's agent answers guest-ping.
+
+        Guests without an agent channel are ready when their init reports it found no
+        channel. On failure: one line with the console log's tail.
+        """
+        if not guests:
+            return
+        deadline = time.monotonic() + timeout
+        with ThreadPoolExecutor(max_workers=len(guests)) as pool:
+            errors = [f for f in pool.map(lambda g: self._wait_one(g, deadline, timeout), guests) if f]
+        if errors:
+            raise LabError(errors[0] if len(errors) == 1 else f"{len(errors)} guests not ready; first: {errors[0]}")
+
+    def ping(self, guest: LabGuest, timeout: float = 5.0) -> None:
+        """One guest-ping over the guest's own transport; raises on failure."""
+        if guest.kind == "plain":
+            if guest.socket is None:
+                raise LabError(f"{guest.name} has no agent channel")
+            socket_command(guest.socket, {"execute": "guest-ping"}, timeout=timeout)
+            return
+        import libvirt_qemu
+
+        dom = self._lookup(guest.name)
+        if dom is None:
+            raise LabError(f"{guest.name}: domain is gone")
+        libvirt_qemu.qemuAgentCommand(dom, '{"execute":"guest-ping"}', max(1, int(timeout)), 0)
+
+    def _wait_one(self, guest: LabGuest, deadline: float, timeout: float) -> str | None:
+        last = "no answer yet"
+        while time.monotonic() < deadline:
+            state = self._state(guest)
+            if state != "running":
+                return f"{guest.name}: guest stopped while booting (state {state}); console: {self._console_tail(guest)}"
+            if not guest.agent_channel:
+                try:
+                    if "agent not started" in guest.console_log.read_text(errors="replace"):
+                        return None
+                except OSError:
+                    pass
+                time.sleep(0.2)
+                continue
+            try:
+                self.ping(guest, timeout=2.0)
+                guest.pid = self._pid(guest)
+                return None
+            except Exception as exc:  # noqa: BLE001 - any failure here means "not yet"
+                last = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            time.sleep(0.2)
+        return (f"{guest.name}: qemu-ga did not answer guest-ping within {timeout:.0f} s ({last}); "
+                f"console: {self._console_tail(guest)}")
+
+    def _console_tail(self, guest: LabGuest, lines: int = 4) -> str:
+        try:
+            text = guest.console_log.read_text(errors="replace")
+        except OSError:
+            return "(no console log)"
+        tail = [ln.strip() for ln in text.splitlines() if ln.strip()][-lines:]
+        return " | ".join(tail) if tail else "(console log empty)"
+
+    # ------------------------------------------------------------ status
+
+    def _state(self, guest: LabGuest) -> str:
+        if guest.kind == "plain":
+            return "running" if self._pid(guest) is not None else "dead"
+        import libvirt
+
+        dom = self._lookup(guest.name)
+        if dom is None:
+            return "missing"
+        try:
+            state, reason = dom.state()
+        except libvirt.libvirtError:
+            return "missing"
+        if state == libvirt.VIR_DOMAIN_SHUTOFF and reason == libvirt.VIR_DOMAIN_SHUTOFF_CRASHED:
+            return "crashed"
+        names = {
+            libvirt.VIR_DOMAIN_NOSTATE: "no state", libvirt.VIR_DOMAIN_RUNNING: "running",
+            libvirt.VIR_DOMAIN_BLOCKED: "blocked", libvirt.VIR_DOMAIN_PAUSED: "paused",
+            libvirt.VIR_DOMAIN_SHUTDOWN: "shutting down", libvirt.VIR_DOMAIN_SHUTOFF: "shut off",
+            libvirt.VIR_DOMAIN_CRASHED: "crashed", libvirt.VIR_DOMAIN_PMSUSPENDED: "suspended",
+        }
+        text = names.get(state, f"state {state}")
+        if text == "running" and self._pid(guest) is None and self._pid_file_exists(guest):
+            return "dead"  # libvirt has not noticed yet
+        return text
+
+    def _pid_file_exists(self, guest: LabGuest) -> bool:
+        return (self.paths.run / "libvirt" / "qemu" / "run" / f"{guest.name}.pid").exists()
+
+    def status(self) -> list[GuestStatus]:
+        """Every lab guest with its live state (re-spawning the lab libvirtd if it went away)."""
+        recorded = self._recorded()
+        out: list[GuestStatus] = []
+        seen: set[str] = set()
+        for g in recorded:
+            seen.add(g.name)
+            out.append(GuestStatus(
+                name=g.name, kind=g.kind, agent=g.agent, state=self._state(g), pid=self._pid(g),
+                uri=g.uri, socket=g.socket, qmp=g.qmp, console_log=str(g.console_log),
+            ))
+        if any(g.kind == "libvirt" for g in recorded) or self.session.daemon_alive():
+            for dom in self._connect().listAllDomains():
+                if dom.name() in seen:
+                    continue
+                orphan = LabGuest(name=dom.name(), kind="libvirt", agent=agent_from_xml(dom.XMLDesc()) or "?",
+                                  uri=self.uri, socket=None, qmp=None, console_log=Path("-"),
+                                  data_disk=Path("-"), pid=None)
+                out.append(GuestStatus(name=orphan.name, kind="libvirt", agent=orphan.agent,
+                                       state=self._state(orphan), pid=self._pid(orphan), uri=self.uri,
+                                       socket=None, qmp=None, console_log="-"))
+        return out
+
+    # ------------------------------------------------------------ teardown
+
+    def destroy(self, name: str) -> None:
+        """Remove one guest completely (domain, QEMU process, files). No error if absent."""
+        with self._locked():
+            self._destroy(name)
+
+    def _destroy(self, name: str) -> None:
+        guest = self._load(name)
+        pid = self._pid(guest) if guest is not None else None
+        libvirt_known = (guest is None or guest.kind == "libvirt")
+        if libvirt_known and (self.session.daemon_alive() or (guest is not None and guest.kind == "libvirt")):
+            import libvirt
+
+            dom = self._lookup(name)
+            if dom is not None:
+                try:
+                    if dom.isActive():
+                        dom.destroy()
+                    dom.undefine()
+                except libvirt.libvirtError as exc:
+                    if dom.isActive():
+                        raise LabError(f"{name}: could not destroy the domain: {exc.get_error_message()}") from exc
+        if pid is not None:
+            terminate([pid], grace=3.0)
+        shutil.rmtree(self.paths.guest_dir(name), ignore_errors=True)
+
+    def down(self) -> None:
+        """Remove every guest, stop the lab's daemons and processes, keep the build cache."""
+        with self._locked():
+            recorded = self._recorded()
+            defs = list((self.paths.xdg_config / "libvirt" / "qemu").glob("*.xml"))
+            needs_daemon = bool(defs) or any(g.kind == "libvirt" for g in recorded)
+            if needs_daemon or self.session.daemon_alive():
+                try:
+                    for dom in self._connect().listAllDomains():
+                        self._destroy(dom.name())
+                except LabError:
+                    pass  # a broken daemon: the forced cleanup below still removes everything
+            for g in recorded:
+                try:
+                    self._destroy(g.name)
+                except LabError:
+                    pass
+            self.close()
+            self.session.stop_all()
+            for leftover in (self.paths.xdg_config / "libvirt" / "qemu").glob("*.xml"):
+                leftover.unlink(missing_ok=True)
+            shutil.rmtree(self.paths.guests, ignore_errors=True)
+            shutil.rmtree(self.paths.run, ignore_errors=True)
+
+    # ------------------------------------------------------------ env
+
+    def env(self) -> str:
+        """Shell lines that point virt-qga (and virsh) at the lab."""
+        guests = self._recorded()
+        lv = [g for g in guests if g.kind == "libvirt"]
+        plain = [g for g in guests if g.kind == "plain" and g.socket]
+        lines = [f"# virt-qga lab at {self.root}"]
+        if lv or not plain:
+            lines.append(f"export VIRT_QGA_CONNECT='{self.uri}'")
+            lines.append(f"export LIBVIRT_DEFAULT_URI='{self.uri}'")
+        if lv:
+            lines.append("# libvirt guests: " + " ".join(g.name for g in lv))
+        if len(plain) == 1 and not lv:
+            lines.append(f"export VIRT_QGA_SOCKET='{plain[0].socket}'")
+        else:
+            for g in plain:
+                lines.append(f"# plain guest {g.name}: export VIRT_QGA_SOCKET='{g.socket}'  # QMP: {g.qmp}")
+        return "\n".join(lines) + "\n"
