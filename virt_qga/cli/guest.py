@@ -1,0 +1,256 @@
+"""Guest information and account commands: one agent command each, table or --json."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from virt_qga.cli.common import clean, domain_argument, open_agent, print_kv, print_table
+from virt_qga.cli.context import emit, info
+from virt_qga.errors import BadInputError
+
+
+def _show(domain: str, key: str, value: Any, human: Any) -> None:
+    emit({"domain": domain, key: value}, lambda d: human(d[key]))
+
+
+# ------------------------------------------------------------------ simple read-outs
+
+@click.command()
+@domain_argument
+def osinfo(domain: str) -> None:
+    """Guest operating system (guest-get-osinfo)."""
+    data = open_agent(domain).get_osinfo()
+    _show(domain, "osinfo", data, lambda d: print_kv(sorted(d.items())))
+
+
+@click.command()
+@domain_argument
+def hostname(domain: str) -> None:
+    """Guest host name (guest-get-host-name)."""
+    data = open_agent(domain).get_host_name()
+    emit({"domain": domain, "hostname": data["host-name"]}, lambda d: click.echo(clean(d["hostname"])))
+
+
+@click.command()
+@domain_argument
+def users(domain: str) -> None:
+    """Users logged in to the guest (guest-get-users)."""
+    from virt_qga.workflows.guest_info import format_ns
+
+    data = open_agent(domain).get_users()
+    _show(domain, "users", data, lambda rows: print_table(
+        ["user", "domain", "login time (UTC)"],
+        [(u.get("user"), u.get("domain", ""), format_ns(int(float(u.get("login-time", 0)) * 1e9)))
+         for u in rows]))
+
+
+@click.command()
+@domain_argument
+def timezone(domain: str) -> None:
+    """Guest time zone and UTC offset (guest-get-timezone)."""
+    data = open_agent(domain).get_timezone()
+    _show(domain, "timezone", data, lambda d: print_kv(
+        [("zone", d.get("zone", "-")), ("offset", f"{d['offset']:+d} s")]))
+
+
+@click.command("time")
+@domain_argument
+@click.option("--set", "set_ns", type=int, metavar="NS", help="Set the guest clock to NS (ns since epoch).")
+@click.option("--sync-from-host", is_flag=True, help="Set the guest clock to the host's time.")
+def time_(domain: str, set_ns: int | None, sync_from_host: bool) -> None:
+    """Show the guest clock, --set it, or --sync-from-host (guest-get-time / guest-set-time)."""
+    import time as _time
+
+    from virt_qga.workflows.guest_info import format_ns, sync_time_from_host
+
+    if set_ns is not None and sync_from_host:
+        raise BadInputError("--set and --sync-from-host are mutually exclusive", field="--set")
+    agent = open_agent(domain)
+    if sync_from_host:
+        s = sync_time_from_host(agent)
+        emit({"domain": domain, "action": "sync-from-host", **s.to_dict()}, lambda d: print_kv([
+            ("host time", format_ns(s.host_ns)), ("guest before", format_ns(s.guest_before_ns)),
+            ("offset before", f"{s.offset_before_ns / 1e9:+.6f} s"),
+            ("guest now", format_ns(s.guest_after_ns))]))
+        return
+    if set_ns is not None:
+        if set_ns <= 0:
+            raise BadInputError("--set needs a positive time in ns since the epoch", field="--set")
+        agent.set_time(time=set_ns)
+    guest = int(agent.get_time())
+    host = _time.time_ns()
+    emit({"domain": domain, "guest_ns": guest, "host_ns": host, "offset_ns": guest - host},
+         lambda d: print_kv([("guest", format_ns(guest)), ("host", format_ns(host)),
+                             ("offset", f"{(guest - host) / 1e9:+.6f} s")]))
+
+
+@click.command()
+@domain_argument
+def net(domain: str) -> None:
+    """Guest network interfaces, addresses and counters (guest-network-get-interfaces)."""
+    from virt_qga.workflows.guest_info import net_rows
+
+    data = open_agent(domain).network_get_interfaces()
+    _show(domain, "interfaces", data, lambda rows: print_table(
+        ["name", "mac", "addresses", "rx bytes", "tx bytes", "errors", "dropped"], net_rows(rows)))
+
+
+@click.command()
+@domain_argument
+def fsinfo(domain: str) -> None:
+    """Guest mounted filesystems (guest-get-fsinfo)."""
+    from virt_qga.workflows.guest_info import fs_rows
+
+    data = open_agent(domain).get_fsinfo()
+    _show(domain, "filesystems", data, lambda rows: print_table(
+        ["mountpoint", "type", "device", "used", "total", "disks"], fs_rows(rows)))
+
+
+@click.command()
+@domain_argument
+def disks(domain: str) -> None:
+    """Guest block devices (guest-get-disks)."""
+    data = open_agent(domain).get_disks()
+
+    def human(rows: list[Any]) -> None:
+        print_table(["name", "partition", "depends on", "bus", "serial"],
+                    [(d.get("name"), "yes" if d.get("partition") else "no",
+                      ", ".join(d.get("dependencies", [])) or "-",
+                      (d.get("address") or {}).get("bus-type", "-"),
+                      (d.get("address") or {}).get("serial", "-")) for d in rows])
+
+    _show(domain, "disks", data, human)
+
+
+@click.command()
+@domain_argument
+def diskstats(domain: str) -> None:
+    """Guest disk I/O counters (guest-get-diskstats)."""
+    data = open_agent(domain).get_diskstats()
+
+    def human(rows: list[Any]) -> None:
+        print_table(["name", "major:minor", "read ios", "read sectors", "write ios", "write sectors",
+                     "flush ios"],
+                    [(d["name"], f"{d['major']}:{d['minor']}",
+                      *(str(d["stats"].get(k, "-")) for k in
+                        ("read-ios", "read-sectors", "write-ios", "write-sectors", "flush-ios")))
+                     for d in rows])
+
+    _show(domain, "diskstats", data, human)
+
+
+@click.command()
+@domain_argument
+def cpustats(domain: str) -> None:
+    """Guest CPU time counters, in clock ticks (guest-get-cpustats)."""
+    data = open_agent(domain).get_cpustats()
+    keys = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
+
+    def human(rows: list[Any]) -> None:
+        print_table(["cpu", *keys], [(c.get("cpu"), *(str(c.get(k, "-")) for k in keys)) for c in rows])
+
+    _show(domain, "cpustats", data, human)
+
+
+@click.command()
+@domain_argument
+def devices(domain: str) -> None:
+    """Guest devices and their drivers (guest-get-devices; Windows guests only)."""
+    data = open_agent(domain).get_devices()
+
+    def human(rows: list[Any]) -> None:
+        def ident(d: Any) -> str:
+            i = d.get("id") or {}
+            return f"{i.get('vendor-id', 0):04x}:{i.get('device-id', 0):04x}" if i else "-"
+
+        print_table(["driver", "version", "id"],
+                    [(d.get("driver-name"), d.get("driver-version", "-"), ident(d)) for d in rows])
+
+    _show(domain, "devices", data, human)
+
+
+@click.command()
+@domain_argument
+@click.option("--minimum", type=click.IntRange(min=0), default=None,
+              help="Skip free ranges smaller than this many bytes.")
+def fstrim(domain: str, minimum: int | None) -> None:
+    """Discard unused blocks in the guest's filesystems (guest-fstrim)."""
+    data = open_agent(domain).fstrim(minimum=minimum)
+
+    def human(d: Any) -> None:
+        print_table(["path", "trimmed", "minimum", "error"],
+                    [(p.get("path"), str(p.get("trimmed", "-")), str(p.get("minimum", "-")),
+                      p.get("error", "")) for p in d.get("paths", [])])
+
+    _show(domain, "fstrim", data, human)
+
+
+# ------------------------------------------------------------------ accounts
+
+@click.command()
+@domain_argument
+@click.argument("user")
+@click.option("--password-file", type=click.Path(dir_okay=False, exists=True, allow_dash=True),
+              help="Read the new password from this file (first line). Default: stdin.")
+@click.option("--crypted", is_flag=True, help="The input is already a crypt(3) hash ($6$...).")
+def password(domain: str, user: str, password_file: str | None, crypted: bool) -> None:
+    """Set USER's password in the guest. The password is read from stdin (first line) or
+    --password-file, never from the command line, and is never printed or logged."""
+    from virt_qga.workflows.guest_info import read_secret, set_password
+
+    if password_file and password_file != "-":
+        with open(password_file, "rb") as fh:
+            secret = read_secret(fh)
+    else:
+        if sys.stdin.isatty():
+            import getpass
+
+            secret = getpass.getpass(f"new password for {user}: ")
+        else:
+            secret = read_secret(sys.stdin.buffer)
+    set_password(open_agent(domain), user, secret, crypted=crypted)
+    del secret
+    emit({"domain": domain, "user": user, "changed": True, "crypted": crypted},
+         lambda d: info(f"{clean(domain)}: password of {clean(user)} changed"))
+
+
+@click.command("ssh-keys")
+@domain_argument
+@click.argument("user")
+@click.argument("action", type=click.Choice(["list", "add", "remove", "set"]), default="list")
+@click.argument("keys", nargs=-1, metavar="[KEY]...")
+@click.option("--file", "files", multiple=True, type=click.Path(dir_okay=False, exists=True, allow_dash=True),
+              help="Read keys from this authorized_keys-style file ('-': stdin). Repeatable.")
+def ssh_keys(domain: str, user: str, action: str, keys: tuple[str, ...], files: tuple[str, ...]) -> None:
+    """List, add, remove or set (replace all of) USER's SSH authorized keys.
+
+    \b
+    Keys come as arguments (quote each), from --file, or from stdin when the action
+    needs keys and none were given. Example:
+      virt-qga ssh-keys vm1 tester add --file ~/.ssh/id_ed25519.pub
+    """
+    from virt_qga.workflows.guest_info import parse_keys
+    from virt_qga.workflows.guest_info import ssh_keys as run
+
+    wanted = list(keys)
+    for path in files:
+        if path == "-":
+            wanted += parse_keys(sys.stdin.read())
+        else:
+            with open(path, encoding="utf-8") as fh:
+                wanted += parse_keys(fh.read())
+    if action in ("add", "remove") and not wanted and not sys.stdin.isatty():
+        wanted = parse_keys(sys.stdin.read())
+    result = run(open_agent(domain), user, action, wanted)
+
+    def human(d: dict[str, Any]) -> None:
+        if action == "list":
+            for key in d["keys"]:
+                click.echo(clean(key))
+        else:
+            info(f"{clean(domain)}: {clean(user)} now has {len(d['keys'])} authorized key(s)")
+
+    emit({"domain": domain, "user": user, "action": action, "keys": result}, human)

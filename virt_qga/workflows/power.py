@@ -1,0 +1,154 @@
+"""Shutdown and suspend, confirmed.
+
+``guest-shutdown`` and ``guest-suspend-*`` send no reply on success: the agent goes
+away with the guest. So the command alone proves nothing; the outcome is confirmed
+from outside with a deadline:
+
+* over libvirt, by the domain state (``shut off`` after halt/powerdown/suspend-disk,
+  ``pmsuspended`` after suspend-ram/hybrid; for reboot, the agent going away and
+  answering again while the domain stays running);
+* over the channel socket there is no domain to ask: we confirm what we can (the
+  agent stops answering) and say what was *not* confirmed.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from virt_qga.errors import (
+    AgentTimeoutError,
+    BadInputError,
+    OperationError,
+    VirtQgaError,
+)
+from virt_qga.exitcodes import ExitCode
+
+if TYPE_CHECKING:
+    from virt_qga.agent import GuestAgent
+    from virt_qga.host import Domain
+
+SHUTDOWN_MODES = ("powerdown", "halt", "reboot")
+SUSPEND_MODES = ("disk", "ram", "hybrid")
+
+#: Domain states that confirm each action (libvirt's state names).
+EXPECTED_STATE: dict[str, set[str]] = {
+    "powerdown": {"shut off"},
+    "halt": {"shut off"},
+    "disk": {"shut off"},
+    "ram": {"pmsuspended"},
+    "hybrid": {"pmsuspended"},
+}
+
+
+@dataclass
+class PowerResult:
+    action: str                    # "shutdown" or "suspend"
+    mode: str
+    transport: str
+    confirmed: bool = False
+    final_state: str | None = None
+    agent_gone: bool | None = None
+    duration: float = 0.0
+    not_confirmed: list[str] = field(default_factory=list)
+    hint: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"action": self.action, "mode": self.mode, "transport": self.transport,
+                "confirmed": self.confirmed, "final_state": self.final_state,
+                "agent_gone": self.agent_gone, "duration": round(self.duration, 3),
+                "not_confirmed": list(self.not_confirmed), "hint": self.hint}
+
+
+def domain_of(agent: GuestAgent) -> Domain | None:
+    """The libvirt Domain behind a libvirt-transport agent; None for a socket."""
+    transport: Any = agent.transport
+    if transport.kind != "libvirt":
+        return None
+    from virt_qga.host import Domain
+
+    return Domain(transport.dom, transport.conn)
+
+
+def _wake_hint(mode: str, name: str) -> str | None:
+    if mode in ("ram", "hybrid"):
+        return f"wake it with: virsh dompmwakeup {name}"
+    if mode == "disk":
+        return f"resume it by starting the domain: virsh start {name}"
+    return None
+
+
+def _send(agent: GuestAgent, action: str, mode: str) -> None:
+    if action == "shutdown":
+        agent.shutdown(mode)
+    elif mode == "disk":
+        agent.suspend_disk()
+    elif mode == "ram":
+        agent.suspend_ram()
+    else:
+        agent.suspend_hybrid()
+
+
+def power(agent: GuestAgent, action: str, mode: str, *, timeout: float = 120.0,
+          confirm: bool = True) -> PowerResult:
+    """Shut down / suspend the guest and confirm the effect within ``timeout`` seconds.
+
+    Raises ``OperationError`` (exit 4, ``state="pending"``) when the effect is not seen
+    by the deadline; agent errors (unsupported, disabled, guest refused) as they are.
+    """
+    modes = SHUTDOWN_MODES if action == "shutdown" else SUSPEND_MODES
+    if mode not in modes:
+        raise BadInputError(f"{action} mode must be one of {', '.join(modes)}", field="--mode")
+    dom = domain_of(agent)
+    name = agent.name
+    result = PowerResult(action, mode, agent.transport.kind, hint=_wake_hint(mode, str(name)))
+    if dom is not None:
+        from virt_qga.connection import require_running
+
+        require_running(dom.dom)
+    # Make sure the command is supported before the no-reply send: a refusal is then
+    # reported by the capability check, not lost.
+    agent.capabilities()
+    t0 = time.monotonic()
+    _send(agent, action, mode)
+    if not confirm:
+        result.not_confirmed.append("confirmation skipped (--no-wait)")
+        return result
+    deadline = t0 + timeout
+    try:
+        if dom is not None and mode in EXPECTED_STATE:
+            result.final_state = dom.wait_for_state(EXPECTED_STATE[mode], timeout)
+            result.confirmed = True
+        elif dom is not None:  # reboot: the agent goes away and comes back, domain running
+            result.agent_gone = agent.wait_until_unresponsive(deadline)
+            if not result.agent_gone:
+                raise AgentTimeoutError("the guest agent kept answering: no reboot seen")
+            _wait_agent_back(agent, deadline)
+            result.final_state = dom.state()
+            result.confirmed = result.final_state == "running"
+        else:
+            result.agent_gone = agent.wait_until_unresponsive(deadline)
+            if not result.agent_gone:
+                raise AgentTimeoutError("the guest agent kept answering")
+            result.confirmed = True
+            result.not_confirmed.append("domain state (no libvirt on the socket transport): "
+                                        "only the agent going silent was seen")
+    except AgentTimeoutError as exc:
+        result.duration = time.monotonic() - t0
+        raise OperationError(
+            f"{action} {mode} was sent but its effect was not seen within {timeout:g} s: {exc.message}",
+            exit_code=ExitCode.TIMEOUT, state="pending", result=result.to_dict(), domain=name) from exc
+    result.duration = time.monotonic() - t0
+    return result
+
+
+def _wait_agent_back(agent: GuestAgent, deadline: float) -> None:
+    while True:
+        try:
+            agent.ping()
+            return
+        except VirtQgaError:
+            if time.monotonic() >= deadline:
+                raise AgentTimeoutError("the guest agent did not come back after the reboot") from None
+            time.sleep(0.5)
