@@ -249,4 +249,4 @@ def require_positive(value: float, what: str) -> float:
     return value
 
 
-__all__ = ["GuestAgent", "Capabilities", "parse_version", "AgentTimeoutError"]
+__all__ = ["AgentTimeoutError", "Capabilities", "GuestAgent", "parse_version"]

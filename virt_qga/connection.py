@@ -91,7 +91,7 @@ def open_connection(uri: str | None = None, *, readonly: bool = False, fresh: bo
         return conn
 
 
-def lookup_domain(conn: Any, name: str) -> "libvirt.virDomain":
+def lookup_domain(conn: Any, name: str) -> libvirt.virDomain:
     """Find a domain by name, UUID or numeric ID."""
     lv = import_libvirt()
     lookups = [conn.lookupByName]

@@ -6,7 +6,8 @@ the caller's deadline. Use them as decorators or via ``policy(...)(fn)()``.
 
 from __future__ import annotations
 
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from tenacity import (
     Retrying,

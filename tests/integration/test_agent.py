@@ -208,6 +208,6 @@ def test_socket_transport_survives_peer_reconnect(guests: dict[str, Any]) -> Non
     b = GuestAgent.for_socket(guest.socket, timeout=10)
     try:
         b.ping()
-        assert b.get_hostname()["host-name"]
+        assert b.get_host_name()["host-name"]
     finally:
         b.close()

@@ -9,6 +9,7 @@ stderr (and, with ``--json``, an error document on stdout) and its exit code.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
 import logging
 import os
@@ -188,7 +189,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(int(ExitCode.INTERRUPTED))
     except BrokenPipeError:
         os._exit(int(ExitCode.FAILED))
-    except Exception as exc:  # noqa: BLE001 - the last line of defence against tracebacks
+    except Exception as exc:
         if verbose:
             import traceback
 
