@@ -26,8 +26,6 @@ from typing import Any
 
 from virt_qga._commands import GeneratedCommands
 from virt_qga.errors import (
-    AgentTimeoutError,
-    BadInputError,
     CommandNotSupportedError,
     GuestFrozenError,
     VirtQgaError,

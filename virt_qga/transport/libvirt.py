@@ -30,7 +30,7 @@ from enum import IntEnum
 from typing import Any
 
 from virt_qga.connection import import_libvirt, lookup_domain, open_connection
-from virt_qga.errors import ProtocolError, VirtQgaError
+from virt_qga.errors import BadInputError, ProtocolError
 from virt_qga.libvirt_errors import map_libvirt_error
 from virt_qga.transport.base import DEFAULT_TIMEOUT
 from virt_qga.transport.replies import error_from_reply
@@ -89,8 +89,6 @@ class LibvirtTransport:
             payload["arguments"] = arguments
         text = json.dumps(payload, separators=(",", ":"))
         if len(text) > self.max_request_bytes:
-            from virt_qga.errors import BadInputError
-
             raise BadInputError(f"request of {len(text)} bytes exceeds libvirt's limit of "
                                 f"{self.max_request_bytes} bytes", command=command)
         with self._lock:
@@ -129,10 +127,7 @@ class LibvirtTransport:
         return reply["return"]
 
     def execute_no_reply(self, command: str, arguments: dict[str, Any] | None = None) -> None:
-        try:
-            self._send(command, arguments, AgentWait.NOWAIT)
-        except VirtQgaError:
-            raise
+        self._send(command, arguments, AgentWait.NOWAIT)
 
     def close(self) -> None:
         """Nothing to release: the connection is shared and cached per URI."""
