@@ -241,10 +241,4 @@ class GuestAgent(GeneratedCommands):
         return False
 
 
-def require_positive(value: float, what: str) -> float:
-    if value <= 0:
-        raise BadInputError(f"{what} must be positive, got {value}")
-    return value
-
-
-__all__ = ["AgentTimeoutError", "Capabilities", "GuestAgent", "parse_version"]
+__all__ = ["Capabilities", "GuestAgent", "parse_version"]

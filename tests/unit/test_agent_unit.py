@@ -149,6 +149,7 @@ def test_invalid_reply_is_protocol_error() -> None:
     assert "host-name" in str(info.value)
 
 
-@pytest.mark.parametrize(("text", "expected"), [("7.2.15", (7, 2, 15)), ("10.0.2+ds", (10, 0, 2)), ("", (0,))])
+@pytest.mark.parametrize(("text", "expected"),
+                         [("7.2.15", (7, 2, 15)), ("10.0.2+ds", (10, 0, 2)), ("", (0,))])
 def test_parse_version(text: str, expected: tuple[int, ...]) -> None:
     assert parse_version(text) == expected
