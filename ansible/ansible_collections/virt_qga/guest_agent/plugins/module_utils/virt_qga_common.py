@@ -1,0 +1,142 @@
+# Copyright: virt-qga developers
+# MIT License (see the repository's LICENSE)
+"""Shared plumbing of the virt_qga.guest_agent modules.
+
+* ``common_argument_spec()``: the options of the ``common`` doc fragment;
+* ``require_library(module)``: a clean ``missing_required_lib`` failure when the
+  ``virt_qga`` package is not installed on the managed node;
+* ``open_agent(module)``: a ``GuestAgent`` over libvirt or the channel socket;
+* ``error_result(exc)`` / ``fail_from_error(module, exc)``: one ``fail_json`` shape for
+  every virt-qga error (``msg``, ``exit_code``, ``error`` and what the error carries),
+  the same exit codes the ``virt-qga`` CLI uses;
+* ``run_guarded(module, fn)``: runs a module body so that no traceback reaches the user.
+"""
+
+from __future__ import annotations
+
+import os
+import traceback
+
+from ansible.module_utils.basic import missing_required_lib
+
+try:
+    from virt_qga.errors import VirtQgaError
+    from virt_qga.exitcodes import ExitCode
+except ImportError:  # reported by require_library()
+    HAS_VIRT_QGA = False
+    VIRT_QGA_IMPORT_ERROR = traceback.format_exc()
+    VirtQgaError = None
+    ExitCode = None
+else:
+    HAS_VIRT_QGA = True
+    VIRT_QGA_IMPORT_ERROR = None
+
+DEFAULT_URI = "qemu:///system"
+URI_ENV = "VIRT_QGA_CONNECT"
+
+#: exit_code reported for failures that are not virt-qga errors (same as ExitCode.FAILED).
+GENERIC_FAILURE = 1
+
+
+def common_argument_spec(**extra):
+    """The shared options (see the ``common`` doc fragment) plus a module's own."""
+    spec = dict(
+        domain=dict(type="str"),
+        uri=dict(type="str"),
+        socket=dict(type="path"),
+        timeout=dict(type="float", default=30.0),
+    )
+    spec.update(extra)
+    return spec
+
+
+#: Keyword arguments for AnsibleModule that go with common_argument_spec().
+COMMON_MODULE_KWARGS = dict(
+    required_one_of=[("domain", "socket")],
+)
+
+
+def module_kwargs(**extra):
+    """COMMON_MODULE_KWARGS merged with a module's own constraints (lists are joined)."""
+    out = {k: list(v) for k, v in COMMON_MODULE_KWARGS.items()}
+    for key, value in extra.items():
+        if key in out and isinstance(value, list):
+            out[key] = out[key] + list(value)
+        else:
+            out[key] = value
+    return out
+
+
+def require_library(module):
+    """fail_json when virt_qga cannot be imported on the managed node."""
+    if not HAS_VIRT_QGA:
+        module.fail_json(msg=missing_required_lib("virt-qga"), exception=VIRT_QGA_IMPORT_ERROR,
+                         exit_code=GENERIC_FAILURE, error="ImportError")
+
+
+def connection_uri(params):
+    """The libvirt URI: the option, else $VIRT_QGA_CONNECT, else qemu:///system."""
+    return params.get("uri") or os.environ.get(URI_ENV) or DEFAULT_URI
+
+
+def target_name(params):
+    """What messages call the guest: the domain, else ``unix:<socket>``."""
+    return params.get("domain") or "unix:{}".format(params.get("socket"))
+
+
+def open_agent(module, timeout=None):
+    """A GuestAgent for the module's domain or socket (nothing is sent yet)."""
+    from virt_qga.agent import GuestAgent
+
+    p = module.params
+    t = float(timeout if timeout is not None else p["timeout"])
+    if t <= 0:
+        module.fail_json(msg=f"timeout must be positive, got {t}",
+                         exit_code=int(ExitCode.USAGE), error="BadInputError")
+    if p.get("socket"):
+        return GuestAgent.for_socket(p["socket"], timeout=t, name=target_name(p))
+    try:
+        return GuestAgent.for_domain(p["domain"], connection_uri(p), timeout=t)
+    except ImportError:
+        module.fail_json(msg=missing_required_lib("libvirt-python"), exception=traceback.format_exc(),
+                         exit_code=int(ExitCode.AGENT_UNAVAILABLE), error="ImportError")
+
+
+def error_result(exc):
+    """The fail_json keyword arguments for an exception (one-line msg, no traceback)."""
+    if VirtQgaError is not None and isinstance(exc, VirtQgaError):
+        out = dict(msg=str(exc), exit_code=int(exc.exit_code), error=type(exc).__name__)
+        for attr in ("error_class", "state", "undo", "field", "agent_version", "command"):
+            value = getattr(exc, attr, None)
+            if value is not None:
+                out[attr] = value
+        result = getattr(exc, "result", None)
+        if result is not None:
+            out["result"] = result
+        return out
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return dict(msg=f"{type(exc).__name__}: {text}", exit_code=GENERIC_FAILURE,
+                error=type(exc).__name__)
+
+
+def fail_from_error(module, exc, **extra):
+    """fail_json for ``exc``; ``extra`` adds module-specific keys (e.g. partial output)."""
+    kwargs = error_result(exc)
+    kwargs.update(extra)
+    if not (VirtQgaError is not None and isinstance(exc, VirtQgaError)):
+        # Unexpected: keep the traceback for -vvv, never in msg.
+        kwargs["exception"] = traceback.format_exc()
+    module.fail_json(**kwargs)
+
+
+def run_guarded(module, body):
+    """Run ``body(module)``; any exception becomes a one-line fail_json.
+
+    ``body`` calls ``module.exit_json``/``fail_json`` itself; SystemExit passes through.
+    """
+    try:
+        body(module)
+    except SystemExit:
+        raise
+    except Exception as exc:
+        fail_from_error(module, exc)

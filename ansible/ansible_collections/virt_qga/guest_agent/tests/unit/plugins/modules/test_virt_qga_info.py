@@ -1,0 +1,75 @@
+"""virt_qga_info with a fake agent: gathering, unsupported facts, check mode, arguments."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ansible_collections.virt_qga.guest_agent.plugins.modules import virt_qga_info
+
+REPLIES = {
+    "guest-get-osinfo": {"id": "debian", "kernel-release": "6.1.0", "machine": "x86_64"},
+    "guest-get-host-name": {"host-name": "web01"},
+    "guest-get-timezone": {"offset": 0, "zone": "UTC"},
+    "guest-get-vcpus": [{"logical-id": 0, "online": True, "can-offline": False}],
+    "guest-get-time": 1700000000000000000,
+    "guest-get-memory-block-info": {"size": 134217728},
+    "guest-get-memory-blocks": [{"phys-index": 32, "online": True, "can-offline": True}],
+}
+
+
+def test_ping_version_commands(run_module: Any, fake_agent: Any) -> None:
+    agent = fake_agent(virt_qga_info, disabled=("guest-fsfreeze-freeze",))
+    res = run_module(virt_qga_info, {"domain": "web01"})
+    assert not res.failed and res.result["changed"] is False
+    assert res.result["ping"] is True
+    assert res.result["version"] == "7.2.15"
+    assert "guest-exec" in res.result["supported_commands"]
+    assert res.result["disabled_commands"] == ["guest-fsfreeze-freeze"]
+    assert res.result["facts"] == {}
+    assert agent.calls == ["guest-ping"] and agent.closed
+
+
+def test_gather_selected_facts_with_underscored_keys(run_module: Any, fake_agent: Any) -> None:
+    fake_agent(virt_qga_info, replies=REPLIES)
+    res = run_module(virt_qga_info, {"domain": "web01", "gather": ["osinfo", "hostname", "vcpus"]})
+    facts = res.result["facts"]
+    assert facts["osinfo"]["kernel_release"] == "6.1.0"
+    assert facts["hostname"] == "web01"
+    assert facts["vcpus"][0]["logical_id"] == 0
+    assert set(facts) == {"osinfo", "hostname", "vcpus"}
+
+
+def test_memory_fact(run_module: Any, fake_agent: Any) -> None:
+    fake_agent(virt_qga_info, replies=REPLIES)
+    res = run_module(virt_qga_info, {"domain": "web01", "gather": ["memory"]})
+    assert res.result["facts"]["memory"] == {
+        "block_size": 134217728, "blocks": [{"phys_index": 32, "online": True, "can_offline": True}]}
+
+
+def test_unsupported_fact_is_a_warning_not_a_failure(run_module: Any, fake_agent: Any) -> None:
+    fake_agent(virt_qga_info, replies=REPLIES, version="4.2.0", unknown=("guest-get-disks",))
+    res = run_module(virt_qga_info, {"domain": "web01", "gather": ["disks", "timezone"]})
+    assert not res.failed
+    assert "disks" in res.result["unavailable"]
+    assert res.result["facts"] == {"timezone": {"offset": 0, "zone": "UTC"}}
+    assert any("disks" in w for w in res.result["_warnings"])
+
+
+def test_check_mode_reads_the_same(run_module: Any, fake_agent: Any) -> None:
+    fake_agent(virt_qga_info, replies=REPLIES)
+    res = run_module(virt_qga_info, {"domain": "web01", "gather": ["hostname"]}, check_mode=True)
+    assert res.result["facts"]["hostname"] == "web01" and res.result["changed"] is False
+
+
+def test_gather_all(run_module: Any, fake_agent: Any) -> None:
+    replies = dict(REPLIES, **{"guest-get-fsinfo": [], "guest-network-get-interfaces": [],
+                               "guest-get-users": [], "guest-get-disks": []})
+    fake_agent(virt_qga_info, replies=replies)
+    res = run_module(virt_qga_info, {"domain": "web01", "gather": ["all"]})
+    assert set(res.result["facts"]) == set(virt_qga_info.FACTS)
+
+
+def test_bad_gather_choice(run_module: Any, fake_agent: Any) -> None:
+    fake_agent(virt_qga_info)
+    res = run_module(virt_qga_info, {"domain": "web01", "gather": ["secrets"]})
+    assert res.failed and "gather" in res.result["msg"]
