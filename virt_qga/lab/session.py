@@ -161,13 +161,29 @@ class LabSession:
                 pids.add(pid)
         return sorted(pids)
 
-    def stop_all(self, grace: float = 5.0) -> None:
-        """Stop the daemons; as root also every remaining process of the lab user."""
-        targets = set(self.daemon_pids())
+    def lab_pids(self) -> list[int]:
+        """Live processes of *this* lab: the lab user's processes whose environment or
+        command line names the lab root (libvirtd, virtlogd, QEMU). Other labs of the
+        same user (another root) are left alone."""
         ids = self.user_ids()
-        if self.is_root and ids is not None:
-            targets.update(pids_of_uid(ids[0]))
-        terminate(sorted(targets), grace)
+        if ids is None:
+            return []
+        root = str(self.paths.root).rstrip("/") + "/"
+        out = []
+        for pid in pids_of_uid(ids[0]):
+            if pid == os.getpid():
+                continue
+            try:
+                environ = Path(f"/proc/{pid}/environ").read_bytes().decode(errors="replace")
+            except OSError:
+                environ = ""
+            if f"={root}" in environ or any(root in arg for arg in pid_cmdline(pid)):
+                out.append(pid)
+        return out
+
+    def stop_all(self, grace: float = 5.0) -> None:
+        """Stop the daemons and every other process of this lab (see lab_pids)."""
+        terminate(sorted(set(self.daemon_pids()) | set(self.lab_pids())), grace)
 
 
 def terminate(pids: list[int], grace: float = 5.0) -> None:
