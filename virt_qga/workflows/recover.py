@@ -1,0 +1,181 @@
+"""``recover``: thaw and report what a dead snapshot run left behind.
+
+For one domain (or every domain with a journal, ``--all``):
+
+1. take the domain's lock (a thaw guard still at work holds it; we wait for it);
+2. read the journal, if any, and the guard's events;
+3. ask the agent: frozen? then thaw and confirm (done even without a journal: a
+   frozen guest with nothing to explain it is exactly what recover is for);
+4. look at what the run planned: an external overlay that is the disk's active image
+   means the snapshot completed (reported with the command that undoes it); a planned
+   overlay file that exists but is not in use is a half-made overlay and is removed;
+   an internal snapshot that exists is reported; a host command's effect is unknown
+   and reported as such;
+5. remove the journal once nothing is left in doubt.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from virt_qga.errors import VirtQgaError
+from virt_qga.exitcodes import ExitCode
+from virt_qga.workflows.journal import Journal, JournalState, maybe_frozen, state_dir
+from virt_qga.workflows.lock import DomainLock, lock_path
+
+__all__ = ["RecoverReport", "recover", "recover_all"]
+
+
+@dataclass
+class RecoverReport:
+    domain: str
+    uri: str | None
+    journal: dict[str, Any] | None = None
+    frozen_before: bool | None = None
+    thawed: int | None = None
+    actions: list[str] = field(default_factory=list)
+    leftovers: list[dict[str, str]] = field(default_factory=list)
+    guard_events: list[dict[str, Any]] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    exit_code: int = int(ExitCode.OK)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"domain": self.domain, "uri": self.uri, "journal": self.journal,
+                "frozen_before": self.frozen_before, "thawed": self.thawed, "actions": self.actions,
+                "leftovers": self.leftovers, "guard_events": self.guard_events,
+                "problems": self.problems, "exit_code": self.exit_code}
+
+
+def _thaw(report: RecoverReport, agent: Any, st: JournalState | None) -> None:
+    try:
+        status = agent.fsfreeze_status()
+        report.frozen_before = status == "frozen"
+        if report.frozen_before:
+            report.thawed = int(agent.fsfreeze_thaw())
+            if agent.fsfreeze_status() == "thawed":
+                report.actions.append(f"thawed the guest ({report.thawed} filesystem(s))")
+            else:
+                report.problems.append("thaw sent but the guest still reports frozen")
+                report.exit_code = int(ExitCode.MAYBE_FROZEN)
+        else:
+            report.actions.append("guest is not frozen")
+    except VirtQgaError as exc:
+        if st is not None and not maybe_frozen(st.phase) and not st.data.get("freeze", True):
+            report.actions.append(f"agent not usable ({exc}); the run never froze")
+            return
+        report.problems.append(f"cannot check or thaw the freeze state: {exc}")
+        report.exit_code = int(ExitCode.MAYBE_FROZEN)
+
+
+def _leftovers(report: RecoverReport, host: Any, st: JournalState) -> None:
+    from virt_qga.host import snapshots as hs
+
+    mode = st.data.get("mode")
+    name = str(st.data.get("name", ""))
+    if mode == "external" and host is not None:
+        active = hs.active_sources(host)
+        local = hs.is_local_uri(host.uri)
+        for ov in st.data.get("planned_overlays", []):
+            target, overlay = ov.get("target"), ov.get("overlay")
+            if active.get(target) == overlay:
+                report.leftovers.append({
+                    "kind": "overlay-active", "target": target, "overlay": overlay,
+                    "note": f"snapshot {name} completed: {target} runs on {overlay}; keep it, or "
+                            f"undo with: virt-qga snapshot {report.domain} --commit-back --disk {target}"})
+            elif overlay and local and os.path.exists(overlay):
+                try:
+                    os.unlink(overlay)
+                    report.actions.append(f"removed half-made overlay {overlay}")
+                except OSError as exc:
+                    report.problems.append(f"cannot remove half-made overlay {overlay}: {exc.strerror}")
+                    report.leftovers.append({"kind": "overlay-unused", "target": target,
+                                             "overlay": overlay, "note": f"rm {overlay}"})
+    elif mode == "internal" and host is not None:
+        try:
+            host.dom.snapshotLookupByName(name, 0)
+            report.leftovers.append({"kind": "internal-snapshot", "name": name,
+                                     "note": f"internal snapshot {name} exists; delete with: virsh "
+                                             f"snapshot-delete {report.domain} {name}"})
+        except Exception:  # libvirtError: no such snapshot
+            pass
+    elif mode == "command":
+        report.leftovers.append({"kind": "command", "command": str(st.data.get("command")),
+                                 "note": "the host snapshot command may or may not have run; check "
+                                         "its target"})
+
+
+def recover(domain: str, uri: str | None = None, *, socket: str | None = None,
+            timeout: float = 10.0, wait_lock: float = 70.0,
+            state_dir_: Path | None = None) -> RecoverReport:
+    """Thaw ``domain`` if frozen and clean up after a dead snapshot run (see module doc)."""
+    from virt_qga.agent import GuestAgent
+
+    base = state_dir_ or state_dir()
+    host: Any = None
+    if socket:
+        key_uri, name, uuid = f"unix:{socket}", domain, None
+        agent = GuestAgent.for_socket(socket, timeout=timeout, name=domain)
+    else:
+        from virt_qga.host import Domain
+
+        host = Domain.lookup(domain, uri)
+        key_uri, name, uuid = host.uri, host.name, str(host.dom.UUIDString())
+        agent = GuestAgent.for_domain(name, uri, timeout=timeout)
+    journal = Journal.for_domain(key_uri, name, uuid, base=base)
+    report = RecoverReport(domain=name, uri=None if socket else key_uri)
+    with DomainLock(lock_path(base, journal.key), domain=name, operation="recover", wait=wait_lock):
+        st = journal.load()
+        if st is not None:
+            report.journal = {"operation": st.operation, "phase": st.phase, "pid": st.pid,
+                              "owner_alive": st.owner_alive, "mode": st.data.get("mode"),
+                              "snapshot": st.data.get("name")}
+            report.guard_events = [e for e in st.events if str(e.get("event", "")).startswith("guard")]
+            if st.owner_alive:
+                report.problems.append(f"the job (pid {st.pid}) is still running; not touching it")
+                report.exit_code = int(ExitCode.LOCKED)
+                return report
+        host_state = host.state() if host is not None else "running"
+        if host_state == "running":
+            _thaw(report, agent, st)
+        else:
+            report.actions.append(f"domain is {host_state}: no agent to ask")
+        if st is not None:
+            _leftovers(report, host, st)
+            if not report.problems:
+                journal.remove()
+                report.actions.append(f"removed the journal of the dead run (pid {st.pid}, phase "
+                                      f"{st.phase})")
+        elif not report.problems:
+            report.actions.append("no journal: no run left anything behind")
+    if report.problems and report.exit_code == ExitCode.OK:
+        report.exit_code = int(ExitCode.INCONSISTENT)
+    return report
+
+
+def recover_all(uri: str | None = None, *, timeout: float = 10.0, wait_lock: float = 70.0,
+                state_dir_: Path | None = None) -> list[RecoverReport]:
+    """Recover every domain that has a journal (any URI recorded in it)."""
+    base = state_dir_ or state_dir()
+    out: list[RecoverReport] = []
+    folder = base / "journal"
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        j = Journal(folder, path.stem)
+        try:
+            st = j.load()
+        except VirtQgaError as exc:
+            out.append(RecoverReport(domain=path.stem, uri=None, problems=[str(exc)],
+                                     exit_code=int(ExitCode.INCONSISTENT)))
+            continue
+        if st is None:
+            continue
+        socket = st.uri[5:] if st.uri.startswith("unix:") else None
+        try:
+            out.append(recover(st.uuid or st.domain, None if socket else (uri or st.uri),
+                               socket=socket, timeout=timeout, wait_lock=wait_lock, state_dir_=base))
+        except VirtQgaError as exc:
+            out.append(RecoverReport(domain=st.domain, uri=st.uri, problems=[str(exc)],
+                                     exit_code=int(exc.exit_code)))
+    return out
