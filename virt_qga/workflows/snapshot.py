@@ -754,6 +754,10 @@ class _Run:
             except VirtQgaError as exc:
                 self.warn(f"post-thaw hook failed: {exc}")
                 self.result.exit_code = int(ExitCode.PARTIAL)
+        if opts.mode == "internal" and self.freeze:
+            self.warn("the internal checkpoint holds the guest RAM as it was while frozen: after "
+                      f"`virsh snapshot-revert {self.label} {self.name}` the guest resumes frozen; "
+                      f"thaw it with `virt-qga recover {self.label}`")
         self.journal.advance("done")
         self.journal.remove()
         if self.result.consistency == "crash" and self.result.exit_code == ExitCode.OK:
