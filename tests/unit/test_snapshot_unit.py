@@ -230,10 +230,11 @@ def test_lock_busy_then_waits(tmp_path: Path) -> None:
 
 def test_lock_dies_with_its_holder(tmp_path: Path) -> None:
     path = tmp_path / "d.lock"
-    code = ("import sys,time; sys.path.insert(0, %r); from pathlib import Path;"
+    root = str(Path(__file__).resolve().parents[2])
+    code = (f"import sys,time; sys.path.insert(0, {root!r}); from pathlib import Path;"
             "from virt_qga.workflows.lock import DomainLock;"
-            "l=DomainLock(Path(%r), domain='d'); l.acquire(); print('held', flush=True); time.sleep(60)"
-            % (str(Path(__file__).resolve().parents[2]), str(path)))
+            f"l=DomainLock(Path({str(path)!r}), domain='d'); l.acquire(); print('held', flush=True);"
+            "time.sleep(60)")
     holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
     with pytest.raises(LockBusyError):
