@@ -103,9 +103,14 @@ def snapshot(domain: str, mode: str, disks: tuple[str, ...], directory: str | No
         if socket:
             raise click.UsageError("--commit-back needs libvirt, not an agent socket")
         done = wf.commit_back(label, c.connect, disks=disks, wait_lock=wait_lock)
-        emit({"domain": label, "committed": done}, lambda d: [click.echo(
-            f"{label}: {r['target']}: committed {r['overlay']} into {r['base']} in {r['seconds']:.2f} s"
-            + ("" if r["overlay_removed"] else " (overlay file kept)")) for r in d["committed"]])
+
+        def human_commit(d: dict[str, Any]) -> None:
+            for r in d["committed"]:
+                click.echo(clean(f"{label}: {r['target']}: committed {r['overlay']} into {r['base']} "
+                                 f"in {r['seconds']:.2f} s"
+                                 + ("" if r["overlay_removed"] else " (overlay file kept)")))
+
+        emit({"domain": label, "committed": done}, human_commit)
         return
     opts = wf.SnapshotOptions(
         mode=mode, disks=disks, directory=directory, name=name, metadata=metadata,
