@@ -170,23 +170,37 @@ class Lab:
 
     # ------------------------------------------------------------ libvirt connection
 
-    def _connect(self) -> Any:
+    def _connect(self, timeout: float = 20.0) -> Any:
+        """A working connection to the lab daemon, (re)starting the daemon if it went away.
+
+        A freshly started libvirtd accepts on its socket before its drivers are ready
+        and may drop early clients ("Connection reset by peer"), so opening is retried
+        until ``timeout``; a cached connection is checked with a cheap call first.
+        """
         import libvirt
 
         _quiet_libvirt()
-        self.session.ensure_daemon()
+        if self.session.ensure_daemon():
+            self.close()
         if self._conn is not None:
             try:
-                if self._conn.isAlive():
-                    return self._conn
+                self._conn.getLibVersion()
+                return self._conn
             except libvirt.libvirtError:
-                pass
-            self._conn = None
-        try:
-            self._conn = libvirt.open(self.uri)
-        except libvirt.libvirtError as exc:
-            raise LabError(f"cannot connect to the lab libvirtd at {self.uri}: {exc.get_error_message()}") from exc
-        return self._conn
+                self.close()
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                conn = libvirt.open(self.uri)
+                conn.getLibVersion()
+                self._conn = conn
+                return conn
+            except libvirt.libvirtError as exc:
+                if time.monotonic() > deadline:
+                    raise LabError(f"cannot connect to the lab libvirtd at {self.uri}: "
+                                   f"{exc.get_error_message()}; see {self.paths.daemon_log}") from exc
+                time.sleep(0.2)
+                self.session.ensure_daemon()
 
     def _lookup(self, name: str) -> Any | None:
         import libvirt
@@ -497,7 +511,13 @@ class Lab:
                 uri=g.uri, socket=g.socket, qmp=g.qmp, console_log=str(g.console_log),
             ))
         if any(g.kind == "libvirt" for g in recorded) or self.session.daemon_alive():
-            for dom in self._connect().listAllDomains():
+            import libvirt
+
+            try:
+                domains = self._connect().listAllDomains()
+            except libvirt.libvirtError as exc:
+                raise LabError(f"the lab libvirtd does not list its domains: {exc.get_error_message()}") from exc
+            for dom in domains:
                 if dom.name() in seen:
                     continue
                 orphan = LabGuest(name=dom.name(), kind="libvirt", agent=agent_from_xml(dom.XMLDesc()) or "?",
@@ -542,10 +562,12 @@ class Lab:
             defs = list((self.paths.xdg_config / "libvirt" / "qemu").glob("*.xml"))
             needs_daemon = bool(defs) or any(g.kind == "libvirt" for g in recorded)
             if needs_daemon or self.session.daemon_alive():
+                import libvirt
+
                 try:
                     for dom in self._connect().listAllDomains():
                         self._destroy(dom.name())
-                except LabError:
+                except (LabError, libvirt.libvirtError):
                     pass  # a broken daemon: the forced cleanup below still removes everything
             for g in recorded:
                 try:

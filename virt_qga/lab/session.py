@@ -122,10 +122,10 @@ class LabSession:
                 return False
         return True
 
-    def ensure_daemon(self, timeout: float = 30.0) -> None:
-        """Start the lab's session libvirtd unless it already answers."""
+    def ensure_daemon(self, timeout: float = 30.0) -> bool:
+        """Start the lab's session libvirtd unless it already answers; True if started."""
         if self.daemon_alive():
-            return
+            return False
         libvirtd = which("libvirtd")
         if libvirtd is None:
             raise LabError(f"libvirtd not found (package libvirt-daemon-system); {SETUP_HINT}")
@@ -144,7 +144,7 @@ class LabSession:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.daemon_alive():
-                return
+                return True
             time.sleep(0.1)
         raise LabError(f"the lab libvirtd did not come up within {timeout:.0f} s; see {self.paths.daemon_log}")
 
