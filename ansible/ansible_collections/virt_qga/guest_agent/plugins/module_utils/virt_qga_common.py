@@ -102,6 +102,21 @@ def open_agent(module, timeout=None):
                          exit_code=int(ExitCode.AGENT_UNAVAILABLE), error="ImportError")
 
 
+def open_domain(module, what="this module"):
+    """The host-side handle (virt_qga.host.Domain) of a running domain, for modules that
+    change the domain itself (hotplug, snapshots); the agent socket is not enough."""
+    from virt_qga.connection import require_running
+    from virt_qga.errors import BadInputError
+    from virt_qga.host import Domain
+
+    p = module.params
+    if p.get("socket") or not p.get("domain"):
+        raise BadInputError(f"{what} needs libvirt: give domain (and uri), not socket", field="socket")
+    d = Domain.lookup(p["domain"], connection_uri(p))
+    require_running(d.dom)
+    return d
+
+
 def error_result(exc):
     """The fail_json keyword arguments for an exception (one-line msg, no traceback)."""
     if VirtQgaError is not None and isinstance(exc, VirtQgaError):

@@ -17,18 +17,19 @@ description:
   - The command is given either as an argument vector (O(argv), no shell involved) or as a
     shell string (O(cmd), run by C(/bin/sh -c) in the guest).
   - The task fails when the guest status is not in O(expected_rc).
-  - Like M(ansible.builtin.command) it reports RV(changed) whenever the command ran; use
+  - Like M(ansible.builtin.command) it reports C(changed) whenever the command ran; use
     O(creates) or O(removes) to make it idempotent.
 author:
-  - virt-qga developers
+  - virt-qga developers (@virt-qga)
 extends_documentation_fragment:
   - virt_qga.guest_agent.common
 attributes:
   check_mode:
     support: partial
-    description:
+    description: Can run in check mode and report whether the command would run.
+    details:
       - The command is never run in check mode; the task reports that it would run
-        (RV(changed=true)), unless O(creates)/O(removes) show it would be skipped.
+        (C(changed=true)), unless O(creates)/O(removes) show it would be skipped.
       - O(creates) and O(removes) are still checked in the guest in check mode (a
         read-only C(test -e)).
   diff_mode:
@@ -356,8 +357,9 @@ def body(module):
     if res.status not in p["expected_rc"]:
         module.fail_json(msg=f"guest command exited with status {res.status}", cmd=argv,
                          changed=True, exit_code=res.status, error="NonZeroStatus", **out)
-    module.exit_json(changed=True, cmd=argv, msg=f"guest command exited with status {res.status}",
-                     **out)
+    # Ansible treats any non-zero "rc" as failure unless "failed" is set explicitly.
+    module.exit_json(changed=True, failed=False, cmd=argv,
+                     msg=f"guest command exited with status {res.status}", **out)
 
 
 def main():

@@ -16,7 +16,7 @@ description:
     such as its OS, hostname, filesystems, vCPUs, network interfaces and time zone.
   - Never changes anything in the guest or on the host.
 author:
-  - virt-qga developers
+  - virt-qga developers (@virt-qga)
 extends_documentation_fragment:
   - virt_qga.guest_agent.common
 attributes:

@@ -1,0 +1,374 @@
+#!/usr/bin/python
+# Copyright: virt-qga developers
+# MIT License (see the repository's LICENSE)
+"""Ansible module: copy one file between the hypervisor and a guest, idempotently."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: virt_qga_copy
+short_description: Copy a file between the hypervisor and a guest through its guest agent
+version_added: 0.1.0
+description:
+  - Pushes a file from the hypervisor (the managed node) into a guest, or pulls one from
+    the guest onto the hypervisor, with C(guest-file-open/read/write).
+  - The SHA-256 of both sides is compared first; when they are identical nothing is
+    copied and C(changed) is false (only the mode is fixed when O(mode) differs).
+  - A push writes a temporary file next to the target, verifies it with C(sha256sum) in the
+    guest (or by reading it back) and renames it over the target, so the target is either
+    the old or the new file. A pull does the same on the hypervisor.
+author:
+  - virt-qga developers (@virt-qga)
+extends_documentation_fragment:
+  - virt_qga.guest_agent.common
+attributes:
+  check_mode:
+    support: full
+    description: Checksums and modes are compared; nothing is written.
+  diff_mode:
+    support: none
+    description: Files may be binary and large; no diff is produced.
+options:
+  src:
+    description:
+      - With O(direction=push), a file on the hypervisor; with O(direction=pull), a file
+        in the guest.
+    type: path
+    required: true
+  dest:
+    description:
+      - The target file, in the guest for a push, on the hypervisor for a pull.
+      - When it is an existing directory (or ends with C(/)), the file keeps the base
+        name of O(src) inside it.
+    type: path
+    required: true
+  direction:
+    description: V(push) copies into the guest, V(pull) copies out of it.
+    type: str
+    choices: [push, pull]
+    default: push
+  mode:
+    description:
+      - Permissions of the target as an octal string such as V('0644'). Quote it; a bare
+        YAML C(0644) is read as an octal number and accepted too.
+      - When not given, a push keeps the source file's mode and a pull takes the guest
+        file's mode.
+    type: raw
+  force:
+    description:
+      - When the target exists with different content, V(true) replaces it and V(false)
+        leaves it as it is (the task then reports no change).
+    type: bool
+    default: true
+  verify:
+    description: Check the copy's SHA-256 on the target side before renaming it into place.
+    type: bool
+    default: true
+notes:
+  - A push needs C(guest-exec) in the agent for the atomic rename and for C(sha256sum); without
+    it the target is written in place and verified by reading it back (a warning says so).
+  - O(timeout) bounds each agent reply, not the whole copy.
+"""
+
+EXAMPLES = r"""
+- name: Push a config file into the guest
+  virt_qga.guest_agent.virt_qga_copy:
+    domain: web01
+    src: /srv/configs/web01/app.conf
+    dest: /etc/app/app.conf
+    mode: "0640"
+
+- name: Pull a log out of the guest into a directory on the hypervisor
+  virt_qga.guest_agent.virt_qga_copy:
+    domain: web01
+    direction: pull
+    src: /var/log/app/error.log
+    dest: /srv/collected/web01/
+
+- name: Only install a file the guest does not have yet
+  virt_qga.guest_agent.virt_qga_copy:
+    domain: web01
+    src: /srv/seed/id.txt
+    dest: /etc/seed-id
+    force: false
+"""
+
+RETURN = r"""
+src:
+  description: The source path, as given.
+  returned: always
+  type: str
+  sample: /srv/configs/web01/app.conf
+dest:
+  description: The target file actually written or compared (a directory O(dest) resolved).
+  returned: always
+  type: str
+  sample: /etc/app/app.conf
+direction:
+  description: V(push) or V(pull).
+  returned: always
+  type: str
+  sample: push
+checksum:
+  description: SHA-256 of the source content.
+  returned: success
+  type: str
+  sample: 3b7e...e1
+size:
+  description: Size of the source in bytes.
+  returned: success
+  type: int
+  sample: 2048
+mode:
+  description: The target's mode after the task (octal string), when known.
+  returned: success
+  type: str
+  sample: "0640"
+copied:
+  description: Whether file content was (or, in check mode, would be) transferred.
+  returned: success
+  type: bool
+  sample: true
+transfer:
+  description: Details of the transfer (bytes, chunks, duration, verification method...).
+  returned: when content was copied
+  type: dict
+  sample: {bytes: 2048, chunks: 1, verified: true, verify_method: sha256sum, atomic: true}
+msg:
+  description: What happened, in words.
+  returned: always
+  type: str
+  sample: copied into the guest
+exit_code:
+  description: On failure, the virt-qga exit code (see the collection documentation).
+  returned: failure
+  type: int
+  sample: 1
+error:
+  description: On failure, the virt-qga error class.
+  returned: failure
+  type: str
+  sample: OperationError
+"""
+
+import hashlib
+import os
+import posixpath
+import stat
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.virt_qga.guest_agent.plugins.module_utils.virt_qga_common import (
+    common_argument_spec,
+    module_kwargs,
+    open_agent,
+    require_library,
+    run_guarded,
+)
+
+READ_CHUNK = 1024 * 1024
+
+
+def argument_spec():
+    return common_argument_spec(
+        src=dict(type="path", required=True),
+        dest=dict(type="path", required=True),
+        direction=dict(type="str", default="push", choices=["push", "pull"]),
+        mode=dict(type="raw"),
+        force=dict(type="bool", default=True),
+        verify=dict(type="bool", default=True),
+    )
+
+
+def parse_mode_option(value):
+    """The O(mode) option as an int, or None. Ints come from unquoted YAML octals."""
+    from virt_qga.errors import BadInputError
+    from virt_qga.workflows.files import parse_mode
+
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise BadInputError("mode must be an octal string like '0644'", field="mode")
+    if isinstance(value, int):
+        if not 0 <= value <= 0o7777:
+            raise BadInputError(f"mode {value} is out of range", field="mode")
+        return value
+    return parse_mode(str(value))
+
+
+def local_sha256(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for buf in iter(lambda: fh.read(READ_CHUNK), b""):
+            h.update(buf)
+    return h.hexdigest()
+
+
+def guest_sha256(agent, path, has_exec):
+    """sha256 of a guest file: ``sha256sum`` in the guest, else read it through the agent."""
+    import base64
+
+    from virt_qga.workflows import files
+
+    if has_exec:
+        digest = files.guest_sha256(agent, path)
+        if digest is not None:
+            return digest
+    h = hashlib.sha256()
+    count = files.chunk_size(agent.transport.max_reply_bytes)
+    with files.guest_file(agent, path, "rb") as handle:
+        while True:
+            reply = agent.file_read(handle, count=count)
+            data = base64.b64decode(reply.get("buf-b64", ""))
+            h.update(data)
+            if reply.get("eof") or not data:
+                return h.hexdigest()
+
+
+def guest_kind(agent, path, has_exec):
+    """"dir", "file", "other" or "missing" for a guest path."""
+    from virt_qga.errors import GuestError
+    from virt_qga.workflows import files
+
+    if has_exec:
+        return files.guest_path_kind(agent, path)
+    if path.endswith("/"):
+        return "dir"
+    try:
+        with files.guest_file(agent, path, "rb"):
+            return "file"
+    except GuestError:
+        return "missing"
+
+
+def fmt_mode(mode):
+    return None if mode is None else f"{mode:04o}"
+
+
+def plan_push(agent, p, mode, has_exec):
+    """(target, source sha, size, copy needed, reason, guest mode or None)."""
+    from virt_qga.errors import BadInputError
+    from virt_qga.workflows import files
+
+    src = p["src"]
+    if not os.path.isfile(src):
+        raise BadInputError(f"{src} is not a file on the hypervisor", field="src")
+    checksum, size = local_sha256(src), os.path.getsize(src)
+    dest = p["dest"]
+    kind = guest_kind(agent, dest, has_exec)
+    target = files.guest_target(dest, os.path.basename(src), kind == "dir")
+    if target != dest:
+        kind = guest_kind(agent, target, has_exec)
+    if kind == "dir":
+        raise BadInputError(f"{target} is a directory in the guest", field="dest")
+    if kind == "missing":
+        return target, checksum, size, True, "missing", None
+    same = guest_sha256(agent, target, has_exec) == checksum
+    current = files.guest_mode(agent, target) if has_exec else None
+    if same:
+        return target, checksum, size, False, "identical", current
+    return target, checksum, size, p["force"], "differs", current
+
+
+def plan_pull(agent, p, has_exec):
+    from virt_qga.errors import BadInputError
+
+    src, dest = p["src"], p["dest"]
+    kind = guest_kind(agent, src, has_exec)
+    if kind == "missing":
+        raise BadInputError(f"{src} does not exist in the guest", field="src")
+    if kind == "dir":
+        raise BadInputError(f"{src} is a directory in the guest", field="src")
+    checksum = guest_sha256(agent, src, has_exec)
+    target = dest
+    if dest.endswith("/") or os.path.isdir(dest):
+        target = os.path.join(dest, posixpath.basename(src.rstrip("/")))
+    if os.path.isdir(target):
+        raise BadInputError(f"{target} is a directory on the hypervisor", field="dest")
+    if not os.path.lexists(target):
+        return target, checksum, True, "missing", None
+    current = stat.S_IMODE(os.stat(target).st_mode)
+    if local_sha256(target) == checksum:
+        return target, checksum, False, "identical", current
+    return target, checksum, p["force"], "differs", current
+
+
+def do_push(module, agent, p, mode, has_exec):
+    from virt_qga.workflows import files
+
+    target, checksum, size, copy, reason, current = plan_push(agent, p, mode, has_exec)
+    out = dict(src=p["src"], dest=target, direction="push", checksum=checksum, size=size)
+    if not copy:
+        fix_mode = mode is not None and has_exec and current != mode
+        if fix_mode and not module.check_mode:
+            files.gexec.run_checked(agent, ["chmod", f"{mode:o}", target], timeout=60.0)
+        new_mode = mode if fix_mode else current
+        why = "identical in the guest" if reason == "identical" else \
+            "differs in the guest; left as it is (force=false)"
+        module.exit_json(changed=fix_mode, copied=False, mode=fmt_mode(new_mode),
+                         msg=why + ("; mode changed" if fix_mode else ""), **out)
+    if module.check_mode:
+        module.exit_json(changed=True, copied=True, mode=fmt_mode(mode),
+                         msg=f"would copy into the guest (target {reason})", **out)
+    res = files.push(agent, p["src"], target, force=True, mode=mode, verify=p["verify"],
+                     in_place=not has_exec)
+    for warning in res.warnings:
+        module.warn(warning)
+    module.exit_json(changed=True, copied=True, mode=res.mode, transfer=res.to_dict(),
+                     msg="copied into the guest", **out)
+
+
+def do_pull(module, agent, p, mode, has_exec):
+    from virt_qga.workflows import files
+
+    target, checksum, copy, reason, current = plan_pull(agent, p, has_exec)
+    out = dict(src=p["src"], dest=target, direction="pull", checksum=checksum)
+    if not copy:
+        fix_mode = mode is not None and current != mode
+        if fix_mode and not module.check_mode:
+            os.chmod(target, mode)
+        new_mode = mode if fix_mode else current
+        why = "identical on the hypervisor" if reason == "identical" else \
+            "differs on the hypervisor; left as it is (force=false)"
+        module.exit_json(changed=fix_mode, copied=False, mode=fmt_mode(new_mode),
+                         size=os.path.getsize(target) if reason == "identical" else None,
+                         msg=why + ("; mode changed" if fix_mode else ""), **out)
+    if module.check_mode:
+        module.exit_json(changed=True, copied=True, mode=fmt_mode(mode),
+                         msg=f"would copy from the guest (target {reason})", **out)
+    res = files.pull(agent, p["src"], target, force=True, mode=mode, verify=p["verify"])
+    for warning in res.warnings:
+        module.warn(warning)
+    out["checksum"] = res.sha256
+    module.exit_json(changed=True, copied=True, mode=res.mode, size=res.bytes, transfer=res.to_dict(),
+                     msg="copied from the guest", **out)
+
+
+def body(module):
+    require_library(module)
+    from virt_qga.workflows import exec as wexec
+
+    p = module.params
+    mode = parse_mode_option(p.get("mode"))
+    agent = open_agent(module)
+    try:
+        has_exec = wexec.exec_available(agent)
+        if not has_exec:
+            module.warn("guest-exec is not available: checksums are computed by reading the guest "
+                        "file, and a push writes the target in place (not atomic)")
+        if p["direction"] == "push":
+            do_push(module, agent, p, mode, has_exec)
+        else:
+            do_pull(module, agent, p, mode, has_exec)
+    finally:
+        agent.close()
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True, **module_kwargs())
+    run_guarded(module, body)
+
+
+if __name__ == "__main__":
+    main()

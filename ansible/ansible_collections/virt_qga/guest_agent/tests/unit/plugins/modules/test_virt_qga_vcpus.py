@@ -1,0 +1,100 @@
+"""virt_qga_vcpus decisions with fake views: idempotence, check mode, changed, failures.
+The hotplug itself is exercised against real guests by the workflow's own integration tests."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from virt_qga import errors as E
+from virt_qga.exitcodes import ExitCode
+from virt_qga.workflows import vcpus as wf
+
+from ansible_collections.virt_qga.guest_agent.plugins.modules import virt_qga_vcpus as mod
+
+
+class Views:
+    def __init__(self, enabled: set[int], online: set[int], qemu: set[int] | None = None,
+                 problems: tuple[str, ...] = ()) -> None:
+        self.libvirt = SimpleNamespace(enabled_ids=set(enabled), maximum=4)
+        self.guest_online = set(online)
+        self.qemu_present = set(enabled) if qemu is None else qemu
+        self._problems = list(problems)
+
+    def disagreements(self) -> list[str]:
+        return self._problems
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"libvirt": {"enabled": sorted(self.libvirt.enabled_ids)},
+                "guest": {"online": sorted(self.guest_online)}}
+
+
+@pytest.fixture
+def host(monkeypatch: pytest.MonkeyPatch) -> Any:
+    state: dict[str, Any] = {"views": [], "calls": []}
+    agent = SimpleNamespace(close=lambda: None)
+    monkeypatch.setattr(mod, "open_domain", lambda module, what=None: SimpleNamespace(name="vm"))
+    monkeypatch.setattr(mod, "open_agent", lambda module, timeout=None: agent)
+    monkeypatch.setattr(wf, "read_views", lambda d, a: state["views"].pop(0))
+
+    def fake_set(domain: Any, agent: Any, target: int, **kw: Any) -> Any:
+        state["calls"].append((target, kw))
+        if "raise" in state:
+            raise state["raise"]
+        return wf.VcpuResult(domain="vm", action="grow", target=target, plugged=[2],
+                             changed_guest=[2])
+
+    monkeypatch.setattr(wf, "set_vcpu_count", fake_set)
+    return state
+
+
+def test_already_at_target_is_unchanged(run_module: Any, host: Any) -> None:
+    host["views"] = [Views({0, 1}, {0, 1})]
+    res = run_module(mod, {"domain": "vm", "count": 2})
+    assert res.result["changed"] is False and host["calls"] == []
+
+
+def test_disagreeing_views_are_not_in_sync(run_module: Any, host: Any) -> None:
+    host["views"] = [Views({0, 1, 2}, {0, 1}, qemu={0, 1}, problems=("vCPU 2: libvirt says enabled",)),
+                     Views({0, 1}, {0, 1})]
+    res = run_module(mod, {"domain": "vm", "count": 2})
+    assert host["calls"] and res.result["changed"] is True
+
+
+def test_check_mode_reports_without_calling(run_module: Any, host: Any) -> None:
+    host["views"] = [Views({0, 1}, {0, 1})]
+    res = run_module(mod, {"domain": "vm", "count": 3}, check_mode=True)
+    assert res.result["changed"] is True and "check mode" in res.result["msg"]
+    assert host["calls"] == []
+
+
+def test_grow_changes(run_module: Any, host: Any) -> None:
+    host["views"] = [Views({0, 1}, {0, 1}), Views({0, 1, 2}, {0, 1, 2})]
+    res = run_module(mod, {"domain": "vm", "count": 3, "config": True, "timeout": 90})
+    assert res.result["changed"] is True and res.result["msg"] == "2 -> 3 vCPUs"
+    assert host["calls"] == [(3, {"guest_only": False, "config": True, "timeout": 90.0})]
+
+
+def test_guest_only_counts_online(run_module: Any, host: Any) -> None:
+    host["views"] = [Views({0, 1, 2}, {0, 1})]
+    res = run_module(mod, {"domain": "vm", "count": 2, "guest_only": True})
+    assert res.result["changed"] is False
+
+
+def test_pending_state_fails_with_exit_5(run_module: Any, host: Any) -> None:
+    host["views"] = [Views({0, 1, 2}, {0, 1, 2})]
+    host["raise"] = E.OperationError("unplug of vCPU 2 still pending", exit_code=ExitCode.PARTIAL,
+                                     state="pending", result={"state": "pending"})
+    res = run_module(mod, {"domain": "vm", "count": 2})
+    assert res.failed and res.result["exit_code"] == 5 and res.result["state"] == "pending"
+
+
+def test_socket_is_refused(run_module: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    res = run_module(mod, {"socket": "/run/q.sock", "count": 2})
+    assert res.failed and res.result["exit_code"] == 2 and "libvirt" in res.result["msg"]
+
+
+def test_count_must_be_positive(run_module: Any) -> None:
+    res = run_module(mod, {"domain": "vm", "count": 0})
+    assert res.failed and res.result["exit_code"] == 2
