@@ -1,0 +1,177 @@
+"""Host-side vCPU facts and actions: what libvirt and QEMU say, and the libvirt calls.
+
+Three views of one vCPU exist and they can disagree (libvirt 9.0 + QEMU 7.2 leave
+libvirt's live XML behind QEMU after a timed-out unplug):
+
+* **libvirt**: live XML ``<vcpu current=..>MAX</vcpu>`` and ``<vcpus><vcpu id enabled
+  hotpluggable order/></vcpus>``;
+* **QEMU**: QMP ``query-hotpluggable-cpus`` (every slot, ``qom-path`` only when a CPU
+  is plugged) and ``query-cpus-fast`` (the plugged CPUs with their ``cpu-index``);
+* **guest**: ``guest-get-vcpus`` (read by the workflow, not here).
+
+The vCPU id used everywhere is libvirt's ``<vcpu id>``, which is QEMU's ``cpu-index``
+and, on x86 Linux guests, the guest's logical CPU number.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from virt_qga.errors import ProtocolError
+
+
+class DomainLike(Protocol):
+    """What host helpers and workflows need of :class:`virt_qga.host.Domain`.
+
+    A protocol so unit tests can hand in a fake built from recorded XML and QMP replies.
+    """
+
+    @property
+    def name(self) -> str: ...
+    def xml(self, inactive: bool = False) -> Any: ...
+    def qmp(self, command: str, arguments: dict[str, Any] | None = None, timeout: float = 10.0) -> Any: ...
+    def call(self, method: str, *args: Any) -> Any: ...
+
+#: libvirt messages seen when an unplug was sent but its outcome is unknown.
+UNPLUG_UNKNOWN_MARKERS = (
+    "unplug request timed out",
+    "cause is unknown",
+    "must be manually inspected",
+)
+
+
+@dataclass(frozen=True)
+class LibvirtVcpu:
+    """One ``<vcpus><vcpu/>`` entry of the live XML."""
+
+    id: int
+    enabled: bool
+    hotpluggable: bool
+    order: int | None = None
+
+
+@dataclass(frozen=True)
+class LibvirtVcpus:
+    """libvirt's view: the maximum, ``current`` and the per-vCPU list."""
+
+    maximum: int
+    current: int
+    vcpus: tuple[LibvirtVcpu, ...] = ()
+
+    @property
+    def enabled_ids(self) -> set[int]:
+        if not self.vcpus:
+            return set(range(self.current))
+        return {v.id for v in self.vcpus if v.enabled}
+
+    @property
+    def hotpluggable_ids(self) -> set[int]:
+        return {v.id for v in self.vcpus if v.hotpluggable}
+
+    def get(self, vcpu_id: int) -> LibvirtVcpu | None:
+        for v in self.vcpus:
+            if v.id == vcpu_id:
+                return v
+        return None
+
+
+@dataclass(frozen=True)
+class QemuCpu:
+    """One slot of ``query-hotpluggable-cpus``, with its vCPU id."""
+
+    id: int
+    present: bool
+    qom_path: str | None
+    props: dict[str, int] = field(default_factory=dict)
+
+
+def _yes(value: str | None, default: bool = False) -> bool:
+    if value is None:
+        return default
+    return value.strip().lower() in ("yes", "on", "true", "1")
+
+
+def parse_libvirt_vcpus(root: ET.Element) -> LibvirtVcpus:
+    """libvirt's vCPU view from a domain XML tree (live or inactive)."""
+    node = root.find("vcpu")
+    if node is None or not (node.text or "").strip():
+        raise ProtocolError("domain XML has no <vcpu> element")
+    maximum = int((node.text or "0").strip())
+    current = int(node.get("current", maximum))
+    items: list[LibvirtVcpu] = []
+    for v in root.findall("vcpus/vcpu"):
+        order = v.get("order")
+        items.append(LibvirtVcpu(
+            id=int(v.get("id", "-1")),
+            enabled=_yes(v.get("enabled"), default=True),
+            hotpluggable=_yes(v.get("hotpluggable")),
+            order=int(order) if order and order.isdigit() else None,
+        ))
+    items.sort(key=lambda v: v.id)
+    return LibvirtVcpus(maximum=maximum, current=current, vcpus=tuple(items))
+
+
+_TOPOLOGY_KEYS = ("node-id", "drawer-id", "book-id", "socket-id", "die-id", "cluster-id", "core-id",
+                  "thread-id")
+_ORDER_KEYS = tuple(k for k in _TOPOLOGY_KEYS if k != "node-id")
+
+
+def parse_qemu_cpus(hotpluggable: list[dict[str, Any]], present: list[dict[str, Any]]) -> list[QemuCpu]:
+    """QEMU's view from the two QMP replies.
+
+    A plugged CPU gets its id from ``query-cpus-fast`` (matched by ``qom-path``); an
+    empty slot gets its rank in topology order, which is how QEMU numbers x86 CPUs.
+    """
+    index_by_path = {str(c.get("qom-path")): int(c["cpu-index"]) for c in present if "cpu-index" in c}
+    slots = []
+    for entry in hotpluggable:
+        props = {k: int(v) for k, v in (entry.get("props") or {}).items() if isinstance(v, int)}
+        slots.append((tuple(props.get(k, 0) for k in _ORDER_KEYS), entry, props))
+    slots.sort(key=lambda s: s[0])
+    out: list[QemuCpu] = []
+    for rank, (_key, entry, props) in enumerate(slots):
+        path = entry.get("qom-path")
+        vid = index_by_path.get(str(path), rank) if path else rank
+        out.append(QemuCpu(id=vid, present=bool(path), qom_path=str(path) if path else None, props=props))
+    out.sort(key=lambda c: c.id)
+    return out
+
+
+def read_libvirt_vcpus(domain: DomainLike) -> LibvirtVcpus:
+    return parse_libvirt_vcpus(domain.xml())
+
+
+def read_qemu_cpus(domain: DomainLike) -> list[QemuCpu]:
+    hot = domain.qmp("query-hotpluggable-cpus") or []
+    fast = domain.qmp("query-cpus-fast") or []
+    return parse_qemu_cpus(list(hot), list(fast))
+
+
+def set_vcpu(domain: DomainLike, vcpu_id: int, enable: bool, *, config: bool = False) -> None:
+    """Plug (``enable``) or unplug one vCPU with ``virDomainSetVcpu`` (live, maybe config).
+
+    Raises the mapped libvirt error; a timeout here does *not* mean nothing happened.
+    """
+    from virt_qga.connection import import_libvirt
+
+    lv = import_libvirt()
+    flags = lv.VIR_DOMAIN_AFFECT_LIVE
+    if config:
+        flags |= lv.VIR_DOMAIN_AFFECT_CONFIG
+    domain.call("setVcpu", str(vcpu_id), 1 if enable else 0, flags)
+
+
+def set_vcpu_count_config(domain: DomainLike, count: int) -> None:
+    """Persist the vCPU count in the inactive config only (after the live change)."""
+    from virt_qga.connection import import_libvirt
+
+    lv = import_libvirt()
+    domain.call("setVcpusFlags", count, lv.VIR_DOMAIN_AFFECT_CONFIG)
+
+
+def outcome_unknown(message: str) -> bool:
+    """True when a libvirt error says the unplug may or may not have happened."""
+    low = message.lower()
+    return any(m in low for m in UNPLUG_UNKNOWN_MARKERS)
