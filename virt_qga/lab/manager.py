@@ -8,17 +8,18 @@ lab's record; the live truth (is it running?) always comes from libvirt or ``/pr
 from __future__ import annotations
 
 import fcntl
+import functools
 import json
 import os
 import shutil
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from virt_qga.lab.agentping import socket_command
 from virt_qga.lab.build import Manifest, build, check_agent
@@ -83,6 +84,21 @@ class GuestStatus:
 
 
 _QUIET = False
+_T = TypeVar("_T", bound=Callable[..., Any])
+
+
+def _os_errors(func: _T) -> _T:
+    """Public Lab methods raise LabError only: a filesystem failure becomes one line."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except OSError as exc:
+            where = f" ({exc.filename})" if exc.filename else ""
+            raise LabError(f"lab {func.__name__}: {exc.strerror or exc}{where}") from exc
+
+    return wrapper  # type: ignore[return-value]
 
 
 def _quiet_libvirt() -> None:
@@ -163,6 +179,7 @@ class Lab:
         if missing:
             raise LabError(f"missing on this host: {', '.join(missing)}; {SETUP_HINT}")
 
+    @_os_errors
     def build(self, agent: str = "7.2", refresh: bool = False, log: bool = False) -> Manifest:
         """Cached build of kernel, initramfs (for ``agent``) and base data disk."""
         with self._locked():
@@ -240,6 +257,7 @@ class Lab:
                     out.append(g)
         return out
 
+    @_os_errors
     def guest(self, name: str) -> LabGuest:
         """The recorded guest ``name`` with its current pid."""
         g = self._load(name)
@@ -266,6 +284,7 @@ class Lab:
 
     # ------------------------------------------------------------ up
 
+    @_os_errors
     def up(
         self,
         count: int = 1,
@@ -409,6 +428,7 @@ class Lab:
 
     # ------------------------------------------------------------ readiness
 
+    @_os_errors
     def wait_ready(self, guests: list[LabGuest], timeout: float = 60.0) -> None:
         """Wait (in parallel) until each guest's agent answers guest-ping.
 
@@ -499,6 +519,7 @@ class Lab:
     def _pid_file_exists(self, guest: LabGuest) -> bool:
         return (self.paths.run / "libvirt" / "qemu" / "run" / f"{guest.name}.pid").exists()
 
+    @_os_errors
     def status(self) -> list[GuestStatus]:
         """Every lab guest with its live state (re-spawning the lab libvirtd if it went away)."""
         recorded = self._recorded()
@@ -530,6 +551,7 @@ class Lab:
 
     # ------------------------------------------------------------ teardown
 
+    @_os_errors
     def destroy(self, name: str) -> None:
         """Remove one guest completely (domain, QEMU process, files). No error if absent."""
         with self._locked():
@@ -555,6 +577,7 @@ class Lab:
             terminate([pid], grace=3.0)
         shutil.rmtree(self.paths.guest_dir(name), ignore_errors=True)
 
+    @_os_errors
     def down(self) -> None:
         """Remove every guest, stop the lab's daemons and processes, keep the build cache."""
         with self._locked():
@@ -583,6 +606,7 @@ class Lab:
 
     # ------------------------------------------------------------ env
 
+    @_os_errors
     def env(self) -> str:
         """Shell lines that point virt-qga (and virsh) at the lab."""
         guests = self._recorded()
