@@ -146,8 +146,8 @@ class GuestAgent(GeneratedCommands):
                 raise GuestFrozenError(f"command {command} is refused while the guest "
                                        "filesystems are frozen", command=command, domain=self.name)
             raise CommandNotSupportedError(
-                f"command {command} is disabled in this agent (qemu-ga {caps.version}, "
-                "e.g. by --block-rpcs or its config file)",
+                f"command {command} is disabled in this agent (qemu-ga {caps.version}): not "
+                "implemented for this guest OS, or blocked by --block-rpcs / its config file",
                 command=command, domain=self.name, agent_version=caps.version)
 
     def _is_frozen(self) -> bool:

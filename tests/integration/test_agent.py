@@ -76,7 +76,8 @@ def test_read_only_commands_return_spec_valid_data(guest: Any) -> None:
     spec = get_spec()
     called = refused = 0
     for name in read_only_commands():
-        if not caps.knows(name):
+        if not caps.knows(name) or not caps.enabled(name):
+            # unknown to this version, or disabled (qemu-ga disables what this OS lacks)
             with pytest.raises(E.CommandNotSupportedError) as info:
                 agent.call(name)
             assert caps.version in str(info.value)
@@ -93,8 +94,7 @@ def test_read_only_commands_return_spec_valid_data(guest: Any) -> None:
         spec.validate_reply(name, value)
         called += 1
     assert called >= 10, f"only {called} read-only commands answered"
-    if guest.agent == "7.2":
-        assert refused >= 1  # the schema is newer than 7.2: some commands must be refused
+    assert refused >= 1  # guest-get-devices is Windows-only: a Linux agent refuses it
 
 
 def test_guest_error_arrives_with_its_class(guest: Any) -> None:
