@@ -26,14 +26,14 @@ _UNITS = {
 }
 
 
-def parse_size(text: str, field: str = "SIZE") -> int:
+def parse_size(text: str, field: str = "SIZE", allow_zero: bool = False) -> int:
     """"256M", "1G", "262144K", "268435456" -> bytes. Single letters are binary units
     (K = KiB, as libvirt and QEMU read them)."""
     m = re.fullmatch(r"\s*(\d+)\s*([a-zA-Z]*)\s*", text or "")
     if not m or m.group(2).lower() not in _UNITS:
         raise BadInputError(f"{field} '{text}' is not a size (examples: 256M, 1G, 262144K)", field=field)
     value = int(m.group(1)) * _UNITS[m.group(2).lower()]
-    if value <= 0:
+    if value <= 0 and not allow_zero:
         raise BadInputError(f"{field} must be positive", field=field)
     return value
 
@@ -50,7 +50,10 @@ def _xml_size(elem: ET.Element | None) -> int | None:
     if elem is None or not (elem.text or "").strip():
         return None
     unit = elem.get("unit", "KiB")
-    return parse_size(f"{elem.text.strip() if elem.text else ''}{unit}", field=elem.tag)
+    try:
+        return parse_size(f"{elem.text.strip() if elem.text else ''}{unit}", field=elem.tag, allow_zero=True)
+    except BadInputError as exc:
+        raise ProtocolError(f"unreadable <{elem.tag}> in domain XML: {exc}") from exc
 
 
 @dataclass(frozen=True)

@@ -171,6 +171,36 @@ def set_vcpu_count_config(domain: DomainLike, count: int) -> None:
     domain.call("setVcpusFlags", count, lv.VIR_DOMAIN_AFFECT_CONFIG)
 
 
+def unplug_residue(libvirt: LibvirtVcpus, qemu: list[QemuCpu]) -> list[int]:
+    """vCPUs libvirt still lists as enabled although QEMU has unplugged them.
+
+    On QEMU 7.2 this is the trace every vCPU unplug leaves: QEMU sends DEVICE_DELETED
+    for ``/machine/peripheral/vcpuN/lapic`` instead of ``vcpuN``, so libvirt never
+    learns the unplug finished. In the lab, the *next* device hot-plug into such a
+    QEMU process (a vCPU or a DIMM) crashed QEMU with heap corruption, so callers
+    refuse further host-side hot-plug while this list is not empty.
+    """
+    present = {c.id for c in qemu if c.present}
+    return sorted(i for i in libvirt.enabled_ids if i not in present)
+
+
+def check_no_residue(domain: DomainLike) -> None:
+    """Raise OperationError (INCONSISTENT, nothing touched) when :func:`unplug_residue` is
+    not empty; see there for why hot-plugging then is unsafe."""
+    from virt_qga.errors import OperationError
+    from virt_qga.exitcodes import ExitCode
+
+    residue = unplug_residue(read_libvirt_vcpus(domain), read_qemu_cpus(domain))
+    if residue:
+        raise OperationError(
+            f"libvirt still lists vCPU(s) {residue} as enabled but QEMU has unplugged them (a "
+            "previous unplug whose completion libvirt missed); refusing to hot-plug anything into "
+            "this QEMU process: QEMU 7.2 crashed on the next hot-plug in this state. Restart the "
+            "domain (or the libvirt daemon, so it re-reads QEMU's vCPUs) first",
+            exit_code=ExitCode.INCONSISTENT, state="inconsistent", domain=domain.name,
+            undo=f"virsh shutdown {domain.name} && virsh start {domain.name}")
+
+
 def outcome_unknown(message: str) -> bool:
     """True when a libvirt error says the unplug may or may not have happened."""
     low = message.lower()

@@ -37,7 +37,7 @@ from virt_qga.host.memory import (
     update,
     virtio_mem_resized_xml,
 )
-from virt_qga.host.vcpus import DomainLike
+from virt_qga.host.vcpus import DomainLike, check_no_residue
 from virt_qga.retry import when
 
 #: errnos in an ``operation-failed`` reply that are worth another pass.
@@ -305,6 +305,7 @@ def unplug(domain: DomainLike, agent: AgentLike, *, size: int | None = None, ali
             raise BadInputError("give SIZE or --dimm ALIAS", field="SIZE")
         _check_multiple(size, view.block_size)
         dimms = choose_dimms(view.layout, size)
+    check_no_residue(domain)
     for d in dimms:
         if d.base is None:
             raise BadInputError(f"{d.alias}: no <address type='dimm' base=...> in the live XML",
@@ -442,6 +443,7 @@ def plug(domain: DomainLike, agent: AgentLike, size: int, *, node: int = 0, conf
     if lay.memory + size > lay.max_memory:
         raise BadInputError(f"{human_size(size)} more would exceed maxMemory "
                             f"({human_size(lay.memory)} of {human_size(lay.max_memory)} used)", field="SIZE")
+    check_no_residue(domain)
     before = {d.alias for d in lay.devices}
     result = MemoryResult(domain=domain.name, action="plug", size=size)
     t = time.monotonic()
@@ -523,9 +525,21 @@ def virtio_mem_state(requested: int, current: int | None, shrinking: bool) -> st
     return "inconsistent"
 
 
+def virtio_mem_qemu_size(domain: DomainLike, alias: str) -> int | None:
+    """QEMU's plugged size of a virtio-mem device (``query-memory-devices`` ``size``)."""
+    try:
+        for q in qemu_memory_devices(domain):
+            if q.get("type") == "virtio-mem" and q.get("id") == alias:
+                return int(q["size"])
+    except (VirtQgaError, KeyError, TypeError, ValueError):
+        return None
+    return None
+
+
 def resize_virtio_mem(domain: DomainLike, delta: int, *, grow: bool, alias: str | None = None,
                       timeout: float = 60.0, poll: float = 0.5) -> MemoryResult:
-    """Change a virtio-mem device's ``<requested>`` by ``delta`` bytes and follow ``<current>``."""
+    """Change a virtio-mem device's ``<requested>`` by ``delta`` bytes, then follow libvirt's
+    ``<current>`` and QEMU's plugged ``size`` until both reach it (or the deadline)."""
     deadline = time.monotonic() + timeout
     layout = parse_memory_layout(domain.xml())
     devs = layout.virtio_mem
@@ -551,15 +565,20 @@ def resize_virtio_mem(domain: DomainLike, delta: int, *, grow: bool, alias: str 
     result.step("host-update", t, alias=dev.alias, requested=new)
     t = time.monotonic()
     current = dev.current
+    qemu_size: int | None = None
     while True:
         now = parse_memory_layout(domain.xml()).by_alias(dev.alias or "")
         current = now.current if now else None
+        qemu_size = virtio_mem_qemu_size(domain, dev.alias or "")
         state = virtio_mem_state(new, current, shrinking=not grow)
-        if state == "done" or time.monotonic() >= deadline:
+        qstate = virtio_mem_state(new, qemu_size, shrinking=not grow)
+        if (state == "done" and qstate == "done") or time.monotonic() >= deadline:
             break
         time.sleep(poll)
-    result.step("wait-current", t, current=current, requested=new)
-    result.devices.append({"alias": dev.alias, "requested": new, "current": current})
+    if state == "done" and qstate != "done":
+        state = qstate
+    result.step("wait-current", t, current=current, qemu_size=qemu_size, requested=new)
+    result.devices.append({"alias": dev.alias, "requested": new, "current": current, "qemu_size": qemu_size})
     result.state = state
     if state != "done":
         result.message = (f"{dev.alias}: current {human_size(current or 0)} stays "

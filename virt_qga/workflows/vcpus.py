@@ -35,9 +35,11 @@ from virt_qga.host.vcpus import (
     DomainLike,
     LibvirtVcpus,
     QemuCpu,
+    check_no_residue,
     outcome_unknown,
     parse_libvirt_vcpus,
     parse_qemu_cpus,
+    unplug_residue,
 )
 from virt_qga.retry import when
 
@@ -298,8 +300,11 @@ def agree(views: VcpuViews, expected: set[int], online: set[int] | None) -> list
 
 
 def reconcile(domain: DomainLike, agent: AgentLike | None, expected: set[int], online: set[int] | None,
-              deadline: float, poll: float = 0.5) -> Reconciled:
+              deadline: float, poll: float = 0.5, libvirt_grace: float = 5.0) -> Reconciled:
     """Poll the three views until they agree with ``expected`` or the deadline passes.
+
+    Once QEMU and the guest agree, libvirt gets ``libvirt_grace`` more seconds to catch
+    up (it never does on QEMU 7.2, see :func:`virt_qga.host.vcpus.unplug_residue`).
 
     At the deadline: QEMU still holding a vCPU it should not -> ``pending`` (the
     guest has not acted on the eject request); QEMU and guest right but libvirt
@@ -308,13 +313,17 @@ def reconcile(domain: DomainLike, agent: AgentLike | None, expected: set[int], o
     """
     start = time.monotonic()
     polls = 0
+    truth_since: float | None = None
     while True:
         views = read_views(domain, agent)
         polls += 1
         diff = agree(views, expected, online)
         if not diff:
             return Reconciled("done", views, time.monotonic() - start, polls)
-        if time.monotonic() >= deadline:
+        now = time.monotonic()
+        truth_ok = views.qemu_present == expected and views.guest_present == expected
+        truth_since = (truth_since or now) if truth_ok else None
+        if now >= deadline or (truth_since is not None and now - truth_since >= libvirt_grace):
             break
         time.sleep(max(0.0, min(poll, deadline - time.monotonic())))
     q = views.qemu_present
@@ -331,10 +340,11 @@ def reconcile(domain: DomainLike, agent: AgentLike | None, expected: set[int], o
                           f"QEMU has not plugged vCPU(s) {missing} yet; check with `virt-qga vcpus {name}`")
     if q == expected and (g is None or g == expected) and views.libvirt.enabled_ids != expected:
         return Reconciled("inconsistent", views, time.monotonic() - start, polls, diff,
-                          "libvirt's live XML disagrees with QEMU and the guest (libvirt missed the "
-                          "unplug completion); libvirt re-reads QEMU's vCPUs when it reconnects to the "
-                          "domain: restart the libvirt daemon (virtqemud/libvirtd), then check with "
-                          f"`virt-qga vcpus {name}`")
+                          "QEMU and the guest agree but libvirt's live XML is stale (it missed the "
+                          "unplug completion: QEMU 7.2 reports DEVICE_DELETED for vcpuN/lapic). Do not "
+                          "hot-plug into this QEMU process (QEMU 7.2 crashed on it in the lab); restart "
+                          "the domain, or the libvirt daemon so it re-reads QEMU's vCPUs, then check "
+                          f"with `virt-qga vcpus {name}`")
     return Reconciled("inconsistent", views, time.monotonic() - start, polls, diff,
                       f"inspect with `virt-qga vcpus {name}`")
 
@@ -420,6 +430,10 @@ def set_vcpu_count(domain: DomainLike, agent: AgentLike, target: int, *, guest_o
     if not views.libvirt.hotpluggable_ids:
         raise BadInputError("this domain has no hot-pluggable vCPUs (<vcpus> lists none with "
                             "hotpluggable='yes')", field="DOMAIN")
+    if views.qemu is not None:
+        residue = unplug_residue(views.libvirt, views.qemu)
+        if residue and target != len(views.libvirt.enabled_ids):
+            check_no_residue(domain)  # raises with the explanation, nothing touched
     current = views.libvirt.enabled_ids
     if target < len(current):
         return _shrink(domain, agent, views, target, config, deadline)
