@@ -93,8 +93,9 @@ def fresh_guest(lab: Lab) -> Iterator[Callable[..., LabGuest]]:
         name = f"{SESSION_TAG}-fresh-{next(counter)}-{os.urandom(2).hex()}"
         made.append(name)
         try:
-            [guest] = lab.up(agent=agent, plain=plain, name=name, agent_channel=agent_channel,
-                             timeout=BOOT_TIMEOUT)
+            [guest] = lab.up(
+                agent=agent, plain=plain, name=name, agent_channel=agent_channel, timeout=BOOT_TIMEOUT
+            )
         except LabError as exc:
             lab_unavailable(str(exc))
         return guest

@@ -29,8 +29,9 @@ libvirt_qemu = pytest.importorskip("libvirt_qemu")
 # ------------------------------------------------------------------ helpers
 
 
-def lv_command(lab: Lab, guest: LabGuest, execute: str, arguments: dict[str, Any] | None = None,
-               timeout: int = 10) -> Any:
+def lv_command(
+    lab: Lab, guest: LabGuest, execute: str, arguments: dict[str, Any] | None = None, timeout: int = 10
+) -> Any:
     """One agent command through libvirt's qemuAgentCommand; returns ``return``."""
     conn = libvirt.open(lab.uri)
     try:
@@ -53,8 +54,11 @@ class RawChannel:
         self.sock.connect(path)
         self.buf = b""
         sync_id = random.randint(1, 2**31 - 1)
-        self.sock.sendall(b"\xff" + json.dumps(
-            {"execute": "guest-sync-delimited", "arguments": {"id": sync_id}}).encode() + b"\n")
+        self.sock.sendall(
+            b"\xff"
+            + json.dumps({"execute": "guest-sync-delimited", "arguments": {"id": sync_id}}).encode()
+            + b"\n"
+        )
         while True:
             while b"\xff" not in self.buf:
                 self.buf = self._recv()
@@ -91,8 +95,11 @@ class RawChannel:
 
 
 def lv_exec(lab: Lab, guest: LabGuest, script: str) -> int:
-    return int(lv_command(lab, guest, "guest-exec",
-                          {"path": "/bin/sh", "arg": ["-c", script], "capture-output": True})["pid"])
+    return int(
+        lv_command(
+            lab, guest, "guest-exec", {"path": "/bin/sh", "arg": ["-c", script], "capture-output": True}
+        )["pid"]
+    )
 
 
 def lv_exec_wait(lab: Lab, guest: LabGuest, pid: int, timeout: float = 30.0) -> dict[str, Any]:
@@ -161,9 +168,13 @@ def test_plain_guest_has_qmp(guests: dict[str, LabGuest]) -> None:
 def test_guest_userland(lab: Lab, guests: dict[str, LabGuest]) -> None:
     """What other tests rely on: /data is ext4 on vda, tester exists, applets, fsprobe, hostname."""
     guest = guests["libvirt-10.0"]
-    out = lv_run(lab, guest, "grep ' /data ' /proc/mounts; grep ^tester: /etc/passwd; test -d /home/tester && "
-                             "echo home-ok; for t in hwclock chpasswd taskset sha256sum fsprobe shutdown; "
-                             "do command -v $t >/dev/null && echo have-$t; done; hostname")
+    out = lv_run(
+        lab,
+        guest,
+        "grep ' /data ' /proc/mounts; grep ^tester: /etc/passwd; test -d /home/tester && "
+        "echo home-ok; for t in hwclock chpasswd taskset sha256sum fsprobe shutdown; "
+        "do command -v $t >/dev/null && echo have-$t; done; hostname",
+    )
     assert "/dev/vda /data ext4" in out
     assert "tester:x:1000:1000:" in out and "home-ok" in out
     for tool in ("hwclock", "chpasswd", "taskset", "sha256sum", "fsprobe", "shutdown"):
@@ -211,7 +222,9 @@ def test_fsprobe_measures_the_frozen_window(lab: Lab, guests: dict[str, LabGuest
         lv_command(lab, guest, "guest-fsfreeze-thaw")
     st = lv_exec_wait(lab, guest, probe, timeout=30)
     assert st["exitcode"] == 0
-    out = lv_run(lab, guest, "awk 'NR>1 {d=$1-p; if (d>m) m=d} {p=$1} END {printf \"%d %d\\n\", m, NR}' /data/probe")
+    out = lv_run(
+        lab, guest, "awk 'NR>1 {d=$1-p; if (d>m) m=d} {p=$1} END {printf \"%d %d\\n\", m, NR}' /data/probe"
+    )
     max_gap_ns, lines = (int(v) for v in out.split())
     assert lines > 200, f"fsprobe wrote only {lines} lines"
     assert 1.5e9 <= max_gap_ns <= 10e9, f"largest gap {max_gap_ns / 1e9:.3f} s"
@@ -250,7 +263,8 @@ def test_dimm_hotplug_adds_memory_blocks(lab: Lab, fresh_guest: Any) -> None:
     try:
         conn.lookupByName(guest.name).attachDeviceFlags(
             "<memory model='dimm'><target><size unit='MiB'>256</size><node>0</node></target></memory>",
-            libvirt.VIR_DOMAIN_AFFECT_LIVE)
+            libvirt.VIR_DOMAIN_AFFECT_LIVE,
+        )
     finally:
         conn.close()
     expected = 256 * 1024 * 1024 // block

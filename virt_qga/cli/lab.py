@@ -45,7 +45,7 @@ def _table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     cells = [[str(c) for c in columns]] + [["-" if v is None else str(v) for v in row] for row in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(columns))]
     for r in cells:
-        click.echo("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip())
+        click.echo("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())
 
 
 @click.group("lab")
@@ -61,23 +61,40 @@ def lab(json_: bool) -> None:
 
 
 @lab.command("up")
-@click.option("--count", "-n", default=1, show_default=True, type=click.IntRange(1, 16), help="Number of guests.")
-@click.option("--agent", type=click.Choice(["7.2", "10.0"]), default="7.2", show_default=True,
-              help="qemu-ga version inside the guests.")
-@click.option("--plain", is_flag=True, help="Plain QEMU (no libvirt): agent channel on a UNIX socket, plus QMP.")
+@click.option(
+    "--count", "-n", default=1, show_default=True, type=click.IntRange(1, 16), help="Number of guests."
+)
+@click.option(
+    "--agent",
+    type=click.Choice(["7.2", "10.0"]),
+    default="7.2",
+    show_default=True,
+    help="qemu-ga version inside the guests.",
+)
+@click.option(
+    "--plain", is_flag=True, help="Plain QEMU (no libvirt): agent channel on a UNIX socket, plus QMP."
+)
 @click.option("--name", "name", metavar="PREFIX", help="Guest name (count 1) or name prefix.")
 @click.option("--no-agent-channel", is_flag=True, help="Boot without an agent channel (to test that error).")
 @click.option("--kvm", is_flag=True, help="Use KVM instead of TCG (does not work on every host).")
 @click.option("--timeout", default=60.0, show_default=True, help="Seconds to wait for the agents.")
 @_handle_errors
-def up(count: int, agent: str, plain: bool, name: str | None, no_agent_channel: bool, kvm: bool,
-       timeout: float) -> None:
+def up(
+    count: int, agent: str, plain: bool, name: str | None, no_agent_channel: bool, kvm: bool, timeout: float
+) -> None:
     """Build what is needed (cached), boot guests, wait until each agent answers."""
     lab_ = _lab()
     start = time.monotonic()
     lab_.build(agent=agent, log=get_ctx().verbosity >= 0 and not get_ctx().json)
-    guests = lab_.up(count=count, agent=agent, plain=plain, name=name,
-                     agent_channel=not no_agent_channel, kvm=kvm, timeout=timeout)
+    guests = lab_.up(
+        count=count,
+        agent=agent,
+        plain=plain,
+        name=name,
+        agent_channel=not no_agent_channel,
+        kvm=kvm,
+        timeout=timeout,
+    )
     elapsed = time.monotonic() - start
     data = {"uri": lab_.uri, "seconds": round(elapsed, 2), "guests": [g.to_dict() for g in guests]}
 
@@ -108,9 +125,20 @@ def status() -> None:
         if not d["guests"]:
             click.echo(f"no lab guests (lab dir {d['root']})")
             return
-        _table(["NAME", "KIND", "AGENT", "STATE", "PID", "REACH"],
-               [[g["name"], g["kind"], g["agent"], g["state"], g["pid"],
-                 g["socket"] if g["kind"] == "plain" else g["uri"]] for g in d["guests"]])
+        _table(
+            ["NAME", "KIND", "AGENT", "STATE", "PID", "REACH"],
+            [
+                [
+                    g["name"],
+                    g["kind"],
+                    g["agent"],
+                    g["state"],
+                    g["pid"],
+                    g["socket"] if g["kind"] == "plain" else g["uri"],
+                ]
+                for g in d["guests"]
+            ],
+        )
 
     emit(data, human)
 
@@ -121,7 +149,10 @@ def down() -> None:
     """Remove every guest and stop the lab's daemons (the build cache stays)."""
     lab_ = _lab()
     lab_.down()
-    emit({"down": True, "root": str(lab_.root)}, lambda d: click.echo(f"lab is down (cache kept in {d['root']})"))
+    emit(
+        {"down": True, "root": str(lab_.root)},
+        lambda d: click.echo(f"lab is down (cache kept in {d['root']})"),
+    )
 
 
 @lab.command("destroy")
@@ -153,13 +184,18 @@ def build_cmd(agent: str, refresh: bool) -> None:
     lab_ = _lab()
     agents = ["7.2", "10.0"] if agent == "all" else [agent]
     start = time.monotonic()
-    out = [vars(lab_.build(agent=a, refresh=refresh and i == 0, log=not get_ctx().json))
-           for i, a in enumerate(agents)]
+    out = [
+        vars(lab_.build(agent=a, refresh=refresh and i == 0, log=not get_ctx().json))
+        for i, a in enumerate(agents)
+    ]
     data = {"seconds": round(time.monotonic() - start, 2), "images": out}
 
     def human(d: dict[str, Any]) -> None:
         for m in d["images"]:
-            click.echo(f"qemu-ga {m['agent_version']}: {m['initrd']} (kernel {m['kernel_version']}, fsprobe {m['fsprobe']})")
+            click.echo(
+                f"qemu-ga {m['agent_version']}: {m['initrd']} "
+                f"(kernel {m['kernel_version']}, fsprobe {m['fsprobe']})"
+            )
 
     emit(data, human)
 

@@ -12,4 +12,4 @@ See docs/lab.md.
 from virt_qga.lab.errors import LabError
 from virt_qga.lab.manager import GuestStatus, Lab, LabGuest
 
-__all__ = ["Lab", "LabGuest", "GuestStatus", "LabError"]
+__all__ = ["GuestStatus", "Lab", "LabError", "LabGuest"]

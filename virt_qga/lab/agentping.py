@@ -28,8 +28,11 @@ def socket_command(path: str, command: dict[str, Any], timeout: float = 5.0) -> 
         sock.connect(path)
         reader = _Reader(sock, deadline)
         sync_id = random.randint(1, 2**31 - 1)
-        sock.sendall(b"\xff" + json.dumps({"execute": "guest-sync-delimited",
-                                           "arguments": {"id": sync_id}}).encode() + b"\n")
+        sock.sendall(
+            b"\xff"
+            + json.dumps({"execute": "guest-sync-delimited", "arguments": {"id": sync_id}}).encode()
+            + b"\n"
+        )
         while True:
             reader.skip_to_sentinel()
             reply = reader.json_line()

@@ -91,8 +91,14 @@ def _parse_deb822(text: str) -> list[Source]:
             continue
         for uri in fields.get("uris", "").split():
             for suite in fields.get("suites", "").split():
-                out.append(Source(uri, suite, tuple(fields.get("components", "main").split()),
-                                  fields.get("signed-by") or None))
+                out.append(
+                    Source(
+                        uri,
+                        suite,
+                        tuple(fields.get("components", "main").split()),
+                        fields.get("signed-by") or None,
+                    )
+                )
     return out
 
 
@@ -117,7 +123,9 @@ def lab_sources(codename: str) -> list[Source]:
     mine = [s for s in host_sources() if s.suite == codename or s.suite.startswith(codename + "-")]
     base = [s for s in mine if s.suite == codename]
     if not base:
-        raise LabError(f"no apt source for Debian '{codename}' in /etc/apt; the lab downloads its guest packages from it")
+        raise LabError(
+            f"no apt source for Debian '{codename}' in /etc/apt; the lab downloads its guest packages from it"
+        )
     if not any(s.suite == f"{codename}-backports" for s in mine):
         b = base[0]
         mine.append(Source(b.uri, f"{codename}-backports", ("main",), b.signed_by or _keyring()))
@@ -183,8 +191,10 @@ class PrivateApt:
         for version, s in self.versions(package):
             if s == suite:
                 return version
-        raise LabError(f"package {package} not found in {suite} (lab apt lists in {self.dir}); "
-                       f"try `virt-qga lab build --refresh`")
+        raise LabError(
+            f"package {package} not found in {suite} (lab apt lists in {self.dir}); "
+            f"try `virt-qga lab build --refresh`"
+        )
 
     def depends(self, package: str, version: str) -> str:
         out = run(["apt-cache", *self.options(), "show", f"{package}={version}"], timeout=60)
@@ -200,7 +210,9 @@ class PrivateApt:
         found = sorted(self.debs.glob(pattern))
         if found:
             return found[0]
-        run(["apt-get", *self.options(), "-q", "download", f"{package}={version}"], cwd=self.debs, timeout=600)
+        run(
+            ["apt-get", *self.options(), "-q", "download", f"{package}={version}"], cwd=self.debs, timeout=600
+        )
         found = sorted(self.debs.glob(pattern))
         if not found:
             raise LabError(f"apt-get download {package}={version} produced no file in {self.debs}")

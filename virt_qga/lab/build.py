@@ -35,8 +35,15 @@ AGENTS: dict[str, str] = {"7.2": "", "10.0": "-backports"}
 
 #: insmod order; each needs the ones before it (see LAB-NOTES).
 MODULES = [
-    "virtio_ring", "virtio", "virtio_pci_modern_dev", "virtio_pci_legacy_dev", "virtio_pci",
-    "virtio_console", "virtio_blk", "virtio_mem", "virtio_balloon",
+    "virtio_ring",
+    "virtio",
+    "virtio_pci_modern_dev",
+    "virtio_pci_legacy_dev",
+    "virtio_pci",
+    "virtio_console",
+    "virtio_blk",
+    "virtio_mem",
+    "virtio_balloon",
 ]
 
 DATA_DISK_MIB = 64
@@ -123,9 +130,17 @@ def build(paths: LabPaths, agent: str = "7.2", refresh: bool = False, log: bool 
         "host_libs": _host_versions(apt.depends("qemu-guest-agent", agent_ver)),
         "busybox": _dpkg_version("busybox-static"),
         "fsprobe": fsprobe_kind + ":" + _sha(fsprobe_bin),
-        "code": [_sha(HERE / f) for f in ("build.py", "guest-init.sh", "guest-run-qga.sh",
-                                          "guest-shutdown.sh", "guest-chpasswd.sh",
-                                          "guest-inittab.tmpl")],
+        "code": [
+            _sha(HERE / f)
+            for f in (
+                "build.py",
+                "guest-init.sh",
+                "guest-run-qga.sh",
+                "guest-shutdown.sh",
+                "guest-chpasswd.sh",
+                "guest-inittab.tmpl",
+            )
+        ],
     }
     key = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
     initrd = paths.images / f"initramfs-{agent}-{key}.img"
@@ -137,8 +152,14 @@ def build(paths: LabPaths, agent: str = "7.2", refresh: bool = False, log: bool 
             if old != initrd:
                 old.unlink(missing_ok=True)
     manifest = Manifest(
-        agent=agent, agent_version=agent_ver, kernel_version=kernel_ver, key=key,
-        kernel=str(kdir / "vmlinuz"), initrd=str(initrd), data_base=str(data_base), fsprobe=fsprobe_kind,
+        agent=agent,
+        agent_version=agent_ver,
+        kernel_version=kernel_ver,
+        key=key,
+        kernel=str(kdir / "vmlinuz"),
+        initrd=str(initrd),
+        data_base=str(data_base),
+        fsprobe=fsprobe_kind,
         stamp=stamp,
     )
     manifest.save(paths.manifest(agent))
@@ -190,7 +211,10 @@ def _kernel_package(apt: PrivateApt) -> tuple[str, str]:
             meta_ver = version
     if not meta_ver:
         raise LabError("linux-image-cloud-amd64 not found in the lab's apt lists")
-    m = re.search(r"(linux-image-[0-9][^ ,]*-cloud-amd64)\s*\(=\s*([^)]+)\)", apt.depends("linux-image-cloud-amd64", meta_ver))
+    m = re.search(
+        r"(linux-image-[0-9][^ ,]*-cloud-amd64)\s*\(=\s*([^)]+)\)",
+        apt.depends("linux-image-cloud-amd64", meta_ver),
+    )
     if not m:
         raise LabError(f"cannot tell which kernel linux-image-cloud-amd64 {meta_ver} depends on")
     return m.group(1), m.group(2).strip()
@@ -270,7 +294,9 @@ def _missing_libraries(apt: PrivateApt, agent_ver: str) -> list[Path]:
         choices = [v for v, _ in apt.versions(name)]
         ok = [v for v in choices if op is None or version is None or _dpkg_compare(v, _DPKG_OPS[op], version)]
         if not ok:
-            raise LabError(f"qemu-guest-agent {agent_ver} needs {name} {op} {version}; not found in the lab's apt lists")
+            raise LabError(
+                f"qemu-guest-agent {agent_ver} needs {name} {op} {version}; not found in the lab's apt lists"
+            )
         best = ok[0]
         for v in ok[1:]:
             if _dpkg_compare(v, "gt", best):
@@ -296,7 +322,7 @@ def _fsprobe(paths: LabPaths) -> tuple[Path, str]:
     # Fallback: same output format, CLOCK_REALTIME via date(1), far coarser.
     fallback.write_text(
         "#!/bin/sh\n# fsprobe fallback (no static glibc on the build host)\n"
-        'end=$(( $(date +%s) + ${2%.*} ))\n'
+        "end=$(( $(date +%s) + ${2%.*} ))\n"
         'while [ "$(date +%s)" -lt "$end" ]; do date +%s%N >> "$1"; usleep 1000; done\n'
     )
     fallback.chmod(0o755)
@@ -326,15 +352,35 @@ def _sha(path: Path) -> str:
 # ---------------------------------------------------------------- initramfs
 
 
-def _initramfs(paths: LabPaths, out: Path, kdir: Path, agent_deb: Path, extra_debs: list[Path], fsprobe: Path) -> None:
+def _initramfs(
+    paths: LabPaths, out: Path, kdir: Path, agent_deb: Path, extra_debs: list[Path], fsprobe: Path
+) -> None:
     with tempfile.TemporaryDirectory(dir=paths.images) as tmp:
         unpack = Path(tmp) / "unpack"
         root = Path(tmp) / "root"
         unpack.mkdir()
         for deb in [agent_deb, *extra_debs]:
             run(["dpkg-deb", "-x", deb, unpack], timeout=120)
-        for d in ("bin", "sbin", "usr/bin", "usr/sbin", "lib/modules/lab", "lib64", "etc", "proc", "sys",
-                  "dev", "run", "tmp", "data", "root", "home/tester", "var/lib", "var/log", "mnt"):
+        for d in (
+            "bin",
+            "sbin",
+            "usr/bin",
+            "usr/sbin",
+            "lib/modules/lab",
+            "lib64",
+            "etc",
+            "proc",
+            "sys",
+            "dev",
+            "run",
+            "tmp",
+            "data",
+            "root",
+            "home/tester",
+            "var/lib",
+            "var/log",
+            "mnt",
+        ):
             (root / d).mkdir(parents=True, exist_ok=True)
         (root / "var/run").symlink_to("../run")
 
@@ -355,8 +401,13 @@ def _initramfs(paths: LabPaths, out: Path, kdir: Path, agent_deb: Path, extra_de
         _write(root / "etc/inittab", (HERE / "guest-inittab.tmpl").read_text(), 0o644)
         shutil.copy(fsprobe, root / "bin/fsprobe")
         (root / "bin/fsprobe").chmod(0o755)
-        _write(root / "etc/os-release", Path("/etc/os-release").read_text() if Path("/etc/os-release").exists()
-               else 'ID=debian\nNAME="Debian GNU/Linux"\n', 0o644)
+        _write(
+            root / "etc/os-release",
+            Path("/etc/os-release").read_text()
+            if Path("/etc/os-release").exists()
+            else 'ID=debian\nNAME="Debian GNU/Linux"\n',
+            0o644,
+        )
         _write(root / "etc/passwd", PASSWD, 0o644)
         _write(root / "etc/shadow", SHADOW, 0o640)
         _write(root / "etc/group", GROUP, 0o644)
@@ -409,7 +460,10 @@ def _libraries(binary: Path, unpack: Path, root: Path) -> None:
     out = run(["ldd", binary], timeout=30, env=env).stdout.decode()
     if "not found" in out:
         missing = [ln.split()[0] for ln in out.splitlines() if "not found" in ln]
-        raise LabError(f"qemu-ga needs libraries found neither on the host nor in the downloads: {', '.join(missing)}; {SETUP_HINT}")
+        raise LabError(
+            f"qemu-ga needs libraries found neither on the host nor in the downloads: "
+            f"{', '.join(missing)}; {SETUP_HINT}"
+        )
     for line in out.splitlines():
         m = _LDD_LINE.match(line)
         if not m:
@@ -435,7 +489,9 @@ def _smoke_test(root: Path) -> None:
         return
     res = run(["chroot", root, "/usr/sbin/qemu-ga", "--version"], timeout=30, check=False)
     if res.returncode != 0:
-        raise LabError(f"the staged qemu-ga does not run: {res.stderr.decode(errors='replace').strip()[:200]}")
+        raise LabError(
+            f"the staged qemu-ga does not run: {res.stderr.decode(errors='replace').strip()[:200]}"
+        )
 
 
 # ---------------------------------------------------------------- cpio newc

@@ -47,7 +47,7 @@ def domain_xml(spec: DomainSpec) -> str:
       <target type='virtio' name='org.qemu.guest_agent.0'/>
     </channel>"""
     cmdline = f"{KERNEL_CMDLINE} lab.hostname={spec.name}"
-    return f"""<domain type='{'kvm' if spec.kvm else 'qemu'}'>
+    return f"""<domain type='{"kvm" if spec.kvm else "qemu"}'>
   <name>{escape(spec.name)}</name>
   <metadata>
     <lab:guest xmlns:lab='{LAB_NS}' agent={quoteattr(spec.agent)}/>

@@ -38,14 +38,14 @@ class LabGuest:
     """One lab guest, as the tests and users reach it."""
 
     name: str
-    kind: str                 # "libvirt" | "plain"
-    agent: str                # "7.2" | "10.0"
-    uri: str | None           # libvirt URI (libvirt guests)
-    socket: str | None        # agent channel socket (plain guests with a channel)
-    qmp: str | None           # QMP socket (plain guests)
+    kind: str  # "libvirt" | "plain"
+    agent: str  # "7.2" | "10.0"
+    uri: str | None  # libvirt URI (libvirt guests)
+    socket: str | None  # agent channel socket (plain guests with a channel)
+    qmp: str | None  # QMP socket (plain guests)
     console_log: Path
     data_disk: Path
-    pid: int | None           # QEMU pid when known
+    pid: int | None  # QEMU pid when known
     agent_channel: bool = True
 
     def to_dict(self) -> dict[str, Any]:
@@ -148,7 +148,9 @@ class Lab:
                     except BlockingIOError:
                         if time.monotonic() > deadline:
                             os.close(fd)
-                            raise LabError(f"another lab operation holds {self.paths.lock} for over {timeout:.0f} s")
+                            raise LabError(
+                                f"another lab operation holds {self.paths.lock} for over {timeout:.0f} s"
+                            ) from None
                         time.sleep(0.2)
                 self._lock_fd = fd
             self._depth += 1
@@ -214,8 +216,10 @@ class Lab:
                 return conn
             except libvirt.libvirtError as exc:
                 if time.monotonic() > deadline:
-                    raise LabError(f"cannot connect to the lab libvirtd at {self.uri}: "
-                                   f"{exc.get_error_message()}; see {self.paths.daemon_log}") from exc
+                    raise LabError(
+                        f"cannot connect to the lab libvirtd at {self.uri}: "
+                        f"{exc.get_error_message()}; see {self.paths.daemon_log}"
+                    ) from exc
                 time.sleep(0.2)
                 self.session.ensure_daemon()
 
@@ -317,10 +321,15 @@ class Lab:
             for n in names:
                 existing = self._load(n)
                 if existing is not None and self._state(existing) == "running":
-                    if (existing.kind, existing.agent, existing.agent_channel) != (kind, agent, agent_channel):
+                    if (existing.kind, existing.agent, existing.agent_channel) != (
+                        kind,
+                        agent,
+                        agent_channel,
+                    ):
                         raise LabError(
                             f"guest {n} already runs ({existing.kind}, agent {existing.agent}, "
-                            f"channel {'on' if existing.agent_channel else 'off'}); choose another --name or destroy it"
+                            f"channel {'on' if existing.agent_channel else 'off'}); "
+                            "choose another --name or destroy it"
                         )
                     existing.pid = self._pid(existing)
                     guests.append(existing)
@@ -353,14 +362,20 @@ class Lab:
         gdir.mkdir(parents=True)
         self.session.chown(gdir)
         disk = gdir / "data.qcow2"
-        run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", manifest.data_base, disk], timeout=30)
+        run(
+            ["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", manifest.data_base, disk],
+            timeout=30,
+        )
         self.session.chown(disk)
         return gdir
 
     def _check_socket_paths(self, *paths: Path) -> None:
         for p in paths:
             if len(str(p).encode()) > 107:
-                raise LabError(f"socket path too long for UNIX sockets ({p}); set VIRT_QGA_LAB_DIR to a shorter directory")
+                raise LabError(
+                    f"socket path too long for UNIX sockets ({p}); "
+                    "set VIRT_QGA_LAB_DIR to a shorter directory"
+                )
 
     def _start_libvirt(self, name: str, manifest: Manifest, agent_channel: bool, kvm: bool) -> LabGuest:
         import libvirt
@@ -369,15 +384,27 @@ class Lab:
         sock = gdir / "qga.sock"
         self._check_socket_paths(sock)
         guest = LabGuest(
-            name=name, kind="libvirt", agent=manifest.agent, uri=self.uri, socket=None, qmp=None,
-            console_log=gdir / "console.log", data_disk=gdir / "data.qcow2", pid=None,
+            name=name,
+            kind="libvirt",
+            agent=manifest.agent,
+            uri=self.uri,
+            socket=None,
+            qmp=None,
+            console_log=gdir / "console.log",
+            data_disk=gdir / "data.qcow2",
+            pid=None,
             agent_channel=agent_channel,
         )
         spec = DomainSpec(
-            name=name, agent=manifest.agent, kernel=Path(manifest.kernel), initrd=Path(manifest.initrd),
-            data_disk=guest.data_disk, console_log=guest.console_log,
+            name=name,
+            agent=manifest.agent,
+            kernel=Path(manifest.kernel),
+            initrd=Path(manifest.initrd),
+            data_disk=guest.data_disk,
+            console_log=guest.console_log,
             agent_socket=sock if agent_channel else None,
-            emulator=which("qemu-system-x86_64") or "/usr/bin/qemu-system-x86_64", kvm=kvm,
+            emulator=which("qemu-system-x86_64") or "/usr/bin/qemu-system-x86_64",
+            kvm=kvm,
         )
         self._save(guest)
         conn = self._connect()
@@ -394,15 +421,28 @@ class Lab:
         sock, qmp = gdir / "qga.sock", gdir / "qmp.sock"
         self._check_socket_paths(sock, qmp)
         guest = LabGuest(
-            name=name, kind="plain", agent=manifest.agent, uri=None,
-            socket=str(sock) if agent_channel else None, qmp=str(qmp),
-            console_log=gdir / "console.log", data_disk=gdir / "data.qcow2", pid=None,
+            name=name,
+            kind="plain",
+            agent=manifest.agent,
+            uri=None,
+            socket=str(sock) if agent_channel else None,
+            qmp=str(qmp),
+            console_log=gdir / "console.log",
+            data_disk=gdir / "data.qcow2",
+            pid=None,
             agent_channel=agent_channel,
         )
         spec = PlainSpec(
-            name=name, kernel=Path(manifest.kernel), initrd=Path(manifest.initrd), data_disk=guest.data_disk,
-            console_log=guest.console_log, agent_socket=sock if agent_channel else None, qmp_socket=qmp,
-            pidfile=gdir / "qemu.pid", emulator=which("qemu-system-x86_64") or "qemu-system-x86_64", kvm=kvm,
+            name=name,
+            kernel=Path(manifest.kernel),
+            initrd=Path(manifest.initrd),
+            data_disk=guest.data_disk,
+            console_log=guest.console_log,
+            agent_socket=sock if agent_channel else None,
+            qmp_socket=qmp,
+            pidfile=gdir / "qemu.pid",
+            emulator=which("qemu-system-x86_64") or "qemu-system-x86_64",
+            kvm=kvm,
         )
         self._save(guest)
         qemu_log = gdir / "qemu.log"
@@ -410,8 +450,14 @@ class Lab:
             import subprocess
 
             try:
-                proc = subprocess.run(self.session.as_user(qemu_argv(spec)), stdin=subprocess.DEVNULL,
-                                      stdout=log, stderr=log, timeout=60, check=False)
+                proc = subprocess.run(
+                    self.session.as_user(qemu_argv(spec)),
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=log,
+                    timeout=60,
+                    check=False,
+                )
             except subprocess.TimeoutExpired as exc:
                 raise LabError(f"{name}: QEMU did not daemonize within 60 s; see {qemu_log}") from exc
         if proc.returncode != 0:
@@ -441,7 +487,9 @@ class Lab:
         with ThreadPoolExecutor(max_workers=len(guests)) as pool:
             errors = [f for f in pool.map(lambda g: self._wait_one(g, deadline, timeout), guests) if f]
         if errors:
-            raise LabError(errors[0] if len(errors) == 1 else f"{len(errors)} guests not ready; first: {errors[0]}")
+            raise LabError(
+                errors[0] if len(errors) == 1 else f"{len(errors)} guests not ready; first: {errors[0]}"
+            )
 
     def ping(self, guest: LabGuest, timeout: float = 5.0) -> None:
         """One guest-ping over the guest's own transport; raises on failure."""
@@ -462,7 +510,8 @@ class Lab:
         while time.monotonic() < deadline:
             state = self._state(guest)
             if state != "running":
-                return f"{guest.name}: guest stopped while booting (state {state}); console: {self._console_tail(guest)}"
+                tail = self._console_tail(guest)
+                return f"{guest.name}: guest stopped while booting (state {state}); console: {tail}"
             if not guest.agent_channel:
                 try:
                     if "agent not started" in guest.console_log.read_text(errors="replace"):
@@ -475,11 +524,13 @@ class Lab:
                 self.ping(guest, timeout=2.0)
                 guest.pid = self._pid(guest)
                 return None
-            except Exception as exc:  # noqa: BLE001 - any failure here means "not yet"
+            except Exception as exc:
                 last = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             time.sleep(0.2)
-        return (f"{guest.name}: qemu-ga did not answer guest-ping within {timeout:.0f} s ({last}); "
-                f"console: {self._console_tail(guest)}")
+        return (
+            f"{guest.name}: qemu-ga did not answer guest-ping within {timeout:.0f} s ({last}); "
+            f"console: {self._console_tail(guest)}"
+        )
 
     def _console_tail(self, guest: LabGuest, lines: int = 4) -> str:
         try:
@@ -506,10 +557,14 @@ class Lab:
         if state == libvirt.VIR_DOMAIN_SHUTOFF and reason == libvirt.VIR_DOMAIN_SHUTOFF_CRASHED:
             return "crashed"
         names = {
-            libvirt.VIR_DOMAIN_NOSTATE: "no state", libvirt.VIR_DOMAIN_RUNNING: "running",
-            libvirt.VIR_DOMAIN_BLOCKED: "blocked", libvirt.VIR_DOMAIN_PAUSED: "paused",
-            libvirt.VIR_DOMAIN_SHUTDOWN: "shutting down", libvirt.VIR_DOMAIN_SHUTOFF: "shut off",
-            libvirt.VIR_DOMAIN_CRASHED: "crashed", libvirt.VIR_DOMAIN_PMSUSPENDED: "suspended",
+            libvirt.VIR_DOMAIN_NOSTATE: "no state",
+            libvirt.VIR_DOMAIN_RUNNING: "running",
+            libvirt.VIR_DOMAIN_BLOCKED: "blocked",
+            libvirt.VIR_DOMAIN_PAUSED: "paused",
+            libvirt.VIR_DOMAIN_SHUTDOWN: "shutting down",
+            libvirt.VIR_DOMAIN_SHUTOFF: "shut off",
+            libvirt.VIR_DOMAIN_CRASHED: "crashed",
+            libvirt.VIR_DOMAIN_PMSUSPENDED: "suspended",
         }
         text = names.get(state, f"state {state}")
         if text == "running" and self._pid(guest) is None and self._pid_file_exists(guest):
@@ -527,26 +582,55 @@ class Lab:
         seen: set[str] = set()
         for g in recorded:
             seen.add(g.name)
-            out.append(GuestStatus(
-                name=g.name, kind=g.kind, agent=g.agent, state=self._state(g), pid=self._pid(g),
-                uri=g.uri, socket=g.socket, qmp=g.qmp, console_log=str(g.console_log),
-            ))
+            out.append(
+                GuestStatus(
+                    name=g.name,
+                    kind=g.kind,
+                    agent=g.agent,
+                    state=self._state(g),
+                    pid=self._pid(g),
+                    uri=g.uri,
+                    socket=g.socket,
+                    qmp=g.qmp,
+                    console_log=str(g.console_log),
+                )
+            )
         if any(g.kind == "libvirt" for g in recorded) or self.session.daemon_alive():
             import libvirt
 
             try:
                 domains = self._connect().listAllDomains()
             except libvirt.libvirtError as exc:
-                raise LabError(f"the lab libvirtd does not list its domains: {exc.get_error_message()}") from exc
+                raise LabError(
+                    f"the lab libvirtd does not list its domains: {exc.get_error_message()}"
+                ) from exc
             for dom in domains:
                 if dom.name() in seen:
                     continue
-                orphan = LabGuest(name=dom.name(), kind="libvirt", agent=agent_from_xml(dom.XMLDesc()) or "?",
-                                  uri=self.uri, socket=None, qmp=None, console_log=Path("-"),
-                                  data_disk=Path("-"), pid=None)
-                out.append(GuestStatus(name=orphan.name, kind="libvirt", agent=orphan.agent,
-                                       state=self._state(orphan), pid=self._pid(orphan), uri=self.uri,
-                                       socket=None, qmp=None, console_log="-"))
+                orphan = LabGuest(
+                    name=dom.name(),
+                    kind="libvirt",
+                    agent=agent_from_xml(dom.XMLDesc()) or "?",
+                    uri=self.uri,
+                    socket=None,
+                    qmp=None,
+                    console_log=Path("-"),
+                    data_disk=Path("-"),
+                    pid=None,
+                )
+                out.append(
+                    GuestStatus(
+                        name=orphan.name,
+                        kind="libvirt",
+                        agent=orphan.agent,
+                        state=self._state(orphan),
+                        pid=self._pid(orphan),
+                        uri=self.uri,
+                        socket=None,
+                        qmp=None,
+                        console_log="-",
+                    )
+                )
         return out
 
     # ------------------------------------------------------------ teardown
@@ -560,7 +644,7 @@ class Lab:
     def _destroy(self, name: str) -> None:
         guest = self._load(name)
         pid = self._pid(guest) if guest is not None else None
-        libvirt_known = (guest is None or guest.kind == "libvirt")
+        libvirt_known = guest is None or guest.kind == "libvirt"
         if libvirt_known and (self.session.daemon_alive() or (guest is not None and guest.kind == "libvirt")):
             import libvirt
 
@@ -572,7 +656,9 @@ class Lab:
                     dom.undefine()
                 except libvirt.libvirtError as exc:
                     if dom.isActive():
-                        raise LabError(f"{name}: could not destroy the domain: {exc.get_error_message()}") from exc
+                        raise LabError(
+                            f"{name}: could not destroy the domain: {exc.get_error_message()}"
+                        ) from exc
         if pid is not None:
             terminate([pid], grace=3.0)
         shutil.rmtree(self.paths.guest_dir(name), ignore_errors=True)

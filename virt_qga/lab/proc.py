@@ -32,8 +32,7 @@ def run(
             env=dict(env) if env is not None else None,
             input=input,
             stdin=None if input is not None else subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            capture_output=True,
             timeout=timeout,
             check=False,
         )
@@ -42,7 +41,9 @@ def run(
     except FileNotFoundError as exc:
         raise LabError(f"`{args[0]}` is not installed") from exc
     if check and proc.returncode != 0:
-        raise LabError(f"`{_short(args)}` failed (exit {proc.returncode}): {last_line(proc.stderr or proc.stdout)}")
+        raise LabError(
+            f"`{_short(args)}` failed (exit {proc.returncode}): {last_line(proc.stderr or proc.stdout)}"
+        )
     return proc
 
 

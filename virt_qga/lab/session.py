@@ -65,8 +65,21 @@ class LabSession:
         useradd = which("useradd")
         if useradd is None:
             raise LabError(f"useradd not found: cannot create the lab user {LAB_USER}; {SETUP_HINT}")
-        run([useradd, "--system", "--no-create-home", "--home-dir", str(self.paths.home),
-             "--shell", "/usr/sbin/nologin", "--comment", "virt-qga lab", LAB_USER], timeout=60)
+        run(
+            [
+                useradd,
+                "--system",
+                "--no-create-home",
+                "--home-dir",
+                str(self.paths.home),
+                "--shell",
+                "/usr/sbin/nologin",
+                "--comment",
+                "virt-qga lab",
+                LAB_USER,
+            ],
+            timeout=60,
+        )
         ids = self.user_ids()
         if ids is None:
             raise LabError(f"useradd did not create {LAB_USER}")
@@ -75,8 +88,14 @@ class LabSession:
     def prepare_dirs(self) -> None:
         """Create the lab user's own directories (home, XDG, run, guests), owned by it."""
         uid, gid = self.ensure_user()
-        for d in (self.paths.home, self.paths.xdg_config, self.paths.xdg_cache, self.paths.xdg_data,
-                  self.paths.run, self.paths.guests):
+        for d in (
+            self.paths.home,
+            self.paths.xdg_config,
+            self.paths.xdg_cache,
+            self.paths.xdg_data,
+            self.paths.run,
+            self.paths.guests,
+        ):
             d.mkdir(parents=True, exist_ok=True)
             self.chown(d, uid, gid)
         self.paths.run.chmod(0o700)
@@ -135,8 +154,11 @@ class LabSession:
         try:
             subprocess.Popen(
                 self.as_user([libvirtd]),
-                stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                start_new_session=True, close_fds=True,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+                close_fds=True,
             )
         finally:
             log.close()
@@ -146,7 +168,9 @@ class LabSession:
             if self.daemon_alive():
                 return True
             time.sleep(0.1)
-        raise LabError(f"the lab libvirtd did not come up within {timeout:.0f} s; see {self.paths.daemon_log}")
+        raise LabError(
+            f"the lab libvirtd did not come up within {timeout:.0f} s; see {self.paths.daemon_log}"
+        )
 
     def daemon_pids(self) -> list[int]:
         """libvirtd/virtlogd of the lab (by pidfile, and every process of qgalab when root)."""
@@ -156,8 +180,9 @@ class LabSession:
                 pid = int(pidfile.read_text().split()[0])
             except (OSError, ValueError, IndexError):
                 continue
-            if pid_alive(pid) and any(Path(a).name in ("libvirtd", "virtlogd", "virtlockd")
-                                      for a in pid_cmdline(pid)[:1]):
+            if pid_alive(pid) and any(
+                Path(a).name in ("libvirtd", "virtlogd", "virtlockd") for a in pid_cmdline(pid)[:1]
+            ):
                 pids.add(pid)
         return sorted(pids)
 
