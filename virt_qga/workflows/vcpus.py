@@ -410,7 +410,7 @@ def _rollback_guest(agent: AgentLike, ids: list[int], result: VcpuResult) -> boo
 
 
 def set_vcpu_count(domain: DomainLike, agent: AgentLike, target: int, *, guest_only: bool = False,
-                   config: bool = False, timeout: float = 60.0) -> VcpuResult:
+                   config: bool = False, timeout: float = 60.0, libvirt_grace: float = 5.0) -> VcpuResult:
     """Bring the domain to ``target`` vCPUs (present in QEMU and online in the guest).
 
     Returns a ``done`` result or raises :class:`OperationError` (state, exit code,
@@ -436,8 +436,8 @@ def set_vcpu_count(domain: DomainLike, agent: AgentLike, target: int, *, guest_o
             check_no_residue(domain)  # raises with the explanation, nothing touched
     current = views.libvirt.enabled_ids
     if target < len(current):
-        return _shrink(domain, agent, views, target, config, deadline)
-    return _grow(domain, agent, views, target, config, deadline)
+        return _shrink(domain, agent, views, target, config, deadline, libvirt_grace)
+    return _grow(domain, agent, views, target, config, deadline, libvirt_grace)
 
 
 def _guest_only(domain: DomainLike, agent: AgentLike, views: VcpuViews, target: int) -> VcpuResult:
@@ -480,7 +480,7 @@ def _guest_only(domain: DomainLike, agent: AgentLike, views: VcpuViews, target: 
 
 
 def _shrink(domain: DomainLike, agent: AgentLike, views: VcpuViews, target: int, config: bool,
-            deadline: float) -> VcpuResult:
+            deadline: float, libvirt_grace: float) -> VcpuResult:
     from virt_qga.host.vcpus import set_vcpu
 
     current = views.libvirt.enabled_ids
@@ -522,7 +522,8 @@ def _shrink(domain: DomainLike, agent: AgentLike, views: VcpuViews, target: int,
     expected = current - set(attempted)
     online_expected: set[int] | None = (views.guest_online or set()) - set(victims)
     t = time.monotonic()
-    rec = reconcile(domain, agent, expected, online_expected if hard_error is None else None, deadline)
+    rec = reconcile(domain, agent, expected, online_expected if hard_error is None else None, deadline,
+                    libvirt_grace=libvirt_grace)
     result.step("reconcile", t, state=rec.state, polls=rec.polls)
     result.reconciliation = {"needed": unknown or rec.polls > 1, "libvirt_unknown": unknown,
                              "state": rec.state, "polls": rec.polls, "waited": round(rec.waited, 3),
@@ -570,7 +571,7 @@ def _wait_guest_sees(agent: AgentLike, ids: set[int], deadline: float) -> set[in
 
 
 def _grow(domain: DomainLike, agent: AgentLike, views: VcpuViews, target: int, config: bool,
-          deadline: float) -> VcpuResult:
+          deadline: float, libvirt_grace: float) -> VcpuResult:
     from virt_qga.host.vcpus import set_vcpu
 
     current = views.libvirt.enabled_ids
@@ -614,7 +615,7 @@ def _grow(domain: DomainLike, agent: AgentLike, views: VcpuViews, target: int, c
             result.step("guest-online", t, ok=False, error=guest_failed)
     online_expected = online_now | set(result.changed_guest)
     t = time.monotonic()
-    rec = reconcile(domain, agent, expected, online_expected, deadline)
+    rec = reconcile(domain, agent, expected, online_expected, deadline, libvirt_grace=libvirt_grace)
     result.step("reconcile", t, state=rec.state, polls=rec.polls)
     result.reconciliation = {"needed": unknown or rec.polls > 1, "libvirt_unknown": unknown,
                              "state": rec.state, "polls": rec.polls, "waited": round(rec.waited, 3),
