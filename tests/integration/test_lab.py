@@ -291,6 +291,20 @@ def test_guest_without_agent_channel_boots(lab: Lab, fresh_guest: Any) -> None:
     assert "org.qemu.guest_agent.0" not in xml
 
 
+def test_guest_shutdown_really_reboots_and_powers_off(lab: Lab, fresh_guest: Any) -> None:
+    """qemu-ga runs /sbin/shutdown -h -r|-P +0: the lab's script must really do it."""
+    guest = fresh_guest(agent="7.2")
+    with pytest.raises(libvirt.libvirtError):  # no reply: the agent goes away
+        lv_command(lab, guest, "guest-shutdown", {"mode": "reboot"}, timeout=5)
+    lab.wait_ready([guest], timeout=60)
+    console = guest.console_log.read_text(errors="replace")
+    assert "reboot: Restarting system" in console
+    assert console.count("Linux version") == 2  # the kernel booted a second time
+    with pytest.raises(libvirt.libvirtError):
+        lv_command(lab, guest, "guest-shutdown", {"mode": "powerdown"}, timeout=5)
+    assert _wait_state(lab, guest.name, timeout=20) == "shut off"
+
+
 # ------------------------------------------------------------------ lifecycle (its own lab root)
 
 
