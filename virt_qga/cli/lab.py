@@ -103,7 +103,7 @@ def up(
             if g["kind"] == "plain":
                 reach = f"agent socket {g['socket'] or '(none)'}  qmp {g['qmp']}"
             else:
-                reach = f"virsh -c '{d['uri']}' ... {g['name']}"
+                reach = f"libvirt domain {g['name']}"
             click.echo(f"{g['name']}  ({g['kind']}, qemu-ga {g['agent']}, pid {g['pid']})  {reach}")
         if any(g["kind"] == "libvirt" for g in d["guests"]):
             click.echo(f"libvirt URI: {d['uri']}")

@@ -19,6 +19,7 @@ import os
 import re
 import shutil
 import stat
+import sys
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -146,7 +147,7 @@ def build(paths: LabPaths, agent: str = "7.2", refresh: bool = False, log: bool 
     initrd = paths.images / f"initramfs-{agent}-{key}.img"
     if not initrd.exists():
         if log:
-            print(f"virt-qga lab: building initramfs for qemu-ga {agent_ver}", flush=True)
+            print(f"virt-qga lab: building initramfs for qemu-ga {agent_ver}", file=sys.stderr, flush=True)
         _initramfs(paths, initrd, kdir, agent_deb, extra_debs, fsprobe_bin)
         for old in paths.images.glob(f"initramfs-{agent}-*.img"):
             if old != initrd:
