@@ -24,6 +24,20 @@ def _signal_name(num: int) -> str:
         return f"signal {num}"
 
 
+def _exit_code_for(exc: VirtQgaError) -> int:
+    """exec's own failures: 124 timeout, 127/126 command not found / not executable
+    (as env(1) and the shell do), 125 anything else."""
+    if exc.exit_code == ExitCode.EXEC_TIMEOUT:
+        return int(ExitCode.EXEC_TIMEOUT)
+    text = str(exc)
+    if "Failed to execute child process" in text:
+        if "No such file" in text:
+            return 127
+        if "Permission denied" in text:
+            return 126
+    return int(ExitCode.EXEC_FAILED)
+
+
 def _read_stdin(source: str) -> bytes:
     stream: IO[bytes]
     if source == "-":
@@ -38,7 +52,7 @@ def _read_stdin(source: str) -> bytes:
         raise BadInputError(f"cannot read --stdin {source}: {exc.strerror}", field="--stdin") from exc
 
 
-@click.command("exec", context_settings={"allow_interspersed_args": False})
+@click.command("exec")
 @domain_argument
 @click.argument("argv", nargs=-1, required=True, metavar="-- CMD [ARGS]...")
 @click.option("--timeout", "timeout", type=click.FloatRange(min=0.01), default=300.0, show_default=True,
@@ -72,8 +86,13 @@ def exec_(ctx: click.Context, domain: str, argv: tuple[str, ...], timeout: float
         result = wf.run(agent, list(argv), timeout=timeout, env=list(env), stdin=data,
                         capture=capture, cwd=cwd)
     except VirtQgaError as exc:
-        if exc.exit_code != ExitCode.EXEC_TIMEOUT:
-            exc.exit_code = ExitCode.EXEC_FAILED
+        code = _exit_code_for(exc)
+        if code in (126, 127):  # not in the ExitCode table: report here, exit like a shell
+            click.echo(f"virt-qga: error: {exc}", err=True)
+            if get_ctx().json:
+                emit({"ok": False, **exc.to_dict(), "exit_code": code})
+            ctx.exit(code)
+        exc.exit_code = ExitCode(code)
         raise
 
     as_json = get_ctx().json

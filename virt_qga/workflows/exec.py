@@ -15,7 +15,9 @@ process (it is reaped). So:
   and its output lost; :func:`run` says so instead of leaving the caller guessing.
 * Input (``input-data``) is base64 inside the request, so it is bounded by the
   transport's request size; :func:`max_stdin_bytes` computes the raw limit and
-  :func:`run` refuses larger input before anything is sent.
+  :func:`run` refuses larger input before anything is sent. Over libvirt 9.0 that is
+  ~140 KiB, not the 3 MiB the RPC cap suggests (see :data:`LIBVIRT_SAFE_REQUEST`);
+  over the socket ~36 MiB (48 MiB request cap of the socket transport).
 """
 
 from __future__ import annotations
@@ -45,11 +47,14 @@ AGENT_OUTPUT_CAP = 16 * 1024 * 1024
 #: libvirtd refuses an agent reply larger than this (QEMU_AGENT_MAX_RESPONSE_SIZE).
 LIBVIRT_AGENT_REPLY_CAP = 10 * 1024 * 1024
 
-#: The ``--capture`` choices of the CLI and what guest-exec is asked for.
+#: The ``--capture`` choices of the CLI and what guest-exec is asked for. ``stdout`` and
+#: ``stderr`` capture both streams and drop one: qemu-ga 7.2 has no modes, and qemu-ga
+#: 10.0.2 with capture-output "stdout" or "stderr" never reports the process as exited
+#: (guest-exec-status answers ``exited: false`` forever; seen in the lab).
 CAPTURE_MODES: dict[str, str] = {
     "both": "separated",
-    "stdout": "stdout",
-    "stderr": "stderr",
+    "stdout": "separated",
+    "stderr": "separated",
     "merged": "merged",
     "none": "none",
 }
@@ -60,6 +65,21 @@ DEFAULT_GUEST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/b
 
 #: JSON envelope around input-data in a guest-exec request (command name, keys, quotes).
 REQUEST_OVERHEAD = 512
+
+#: Largest agent *request* that libvirt 9.0 delivers intact. Bigger ones (from ~230 KB,
+#: i.e. more than the ~208 KiB socket buffer between libvirtd and QEMU's chardev) reach
+#: qemu-ga corrupted ("JSON parse error") or hang for the full timeout with "Guest agent
+#: not available for now": seen in the lab with qemu-ga 7.2 and 10.0, never over the
+#: direct socket. Far below libvirt's documented 4 MiB RPC string cap, which still
+#: bounds *replies*.
+LIBVIRT_SAFE_REQUEST = 192 * 1024
+
+
+def effective_request_cap(transport_kind: str, max_request_bytes: int) -> int:
+    """The request size we trust on this transport (see LIBVIRT_SAFE_REQUEST)."""
+    if transport_kind == "libvirt":
+        return min(max_request_bytes, LIBVIRT_SAFE_REQUEST)
+    return max_request_bytes
 
 
 def backoff_delays(first: float = 0.001, factor: float = 2.0, cap: float = 0.1) -> Iterator[float]:
@@ -202,7 +222,8 @@ def start(agent: GuestAgent, argv: Sequence[str], *, env: Sequence[str] = (),
     envl = build_env(env)
     input_data: str | None = None
     if stdin:
-        limit = max_stdin_bytes(agent.transport.max_request_bytes, [path, *args], envl or ())
+        cap = effective_request_cap(agent.transport.kind, agent.transport.max_request_bytes)
+        limit = max_stdin_bytes(cap, [path, *args], envl or ())
         if len(stdin) > limit:
             raise BadInputError(
                 f"stdin is {len(stdin)} bytes; one guest-exec request over {agent.transport.kind} "
@@ -276,16 +297,31 @@ def wait(agent: GuestAgent, pid: int, *, timeout: float, capture: str = "both",
         duration=time.monotonic() - t0,
         polls=polls,
     )
-    # qemu-ga < 8.0 captures both streams for stdout/stderr modes: drop the other one.
+    # stdout/stderr modes capture both streams (see CAPTURE_MODES): drop the other one.
     if capture == "stdout":
         result.stderr, result.err_truncated = b"", False
     elif capture == "stderr":
         result.stdout, result.out_truncated = b"", False
-    for name, flag in (("stdout", result.out_truncated), ("stderr", result.err_truncated)):
-        if flag:
-            result.warnings.append(f"guest {name} was truncated by the agent at "
-                                   f"{AGENT_OUTPUT_CAP // (1024 * 1024)} MiB")
+    mark_truncation(result)
     return result
+
+
+def mark_truncation(result: ExecResult) -> None:
+    """Set the truncation flags and warnings.
+
+    qemu-ga 10.0.2 was seen returning exactly 16 MiB with ``out-truncated: false`` for
+    20 MB of output, so a stream of exactly the cap counts as truncated too.
+    """
+    cap_mib = AGENT_OUTPUT_CAP // (1024 * 1024)
+    for name in ("stdout", "stderr"):
+        attr = "out_truncated" if name == "stdout" else "err_truncated"
+        data: bytes = getattr(result, name)
+        if getattr(result, attr):
+            result.warnings.append(f"guest {name} was truncated by the agent at {cap_mib} MiB")
+        elif len(data) >= AGENT_OUTPUT_CAP:
+            setattr(result, attr, True)
+            result.warnings.append(f"guest {name} is {len(data)} bytes, qemu-ga's {cap_mib} MiB cap: "
+                                   "treated as truncated (the agent did not flag it)")
 
 
 def run(agent: GuestAgent, argv: Sequence[str], *, timeout: float = 60.0, env: Sequence[str] = (),

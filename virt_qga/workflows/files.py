@@ -6,7 +6,8 @@ Design (details and measurements in docs/guest-ops.md):
   message per chunk, so a chunk's raw size is ~3/4 of what the transport can carry
   (``max_request_bytes`` for writes, ``max_reply_bytes`` for reads), capped by
   :data:`CHUNK_CAP` (measured fastest; bigger chunks only cost memory) and by qemu-ga's
-  48 MB ``guest-file-read`` cap. Over libvirt that is just under 3 MiB per chunk.
+  48 MB ``guest-file-read`` cap. Over libvirt reads use just under 3 MiB per chunk,
+  writes 128 KiB: libvirt 9.0 corrupts agent requests above ~200 KB.
 * **Bounded memory.** One chunk is in memory at a time (plus its base64 and JSON
   copies), whatever the file size.
 * **Handles are always closed**, on error and on Ctrl-C (``try/finally``): qemu-ga
@@ -74,6 +75,17 @@ def chunk_size(max_message_bytes: int, cap: int = CHUNK_CAP) -> int:
     if size <= 0:
         raise BadInputError(f"a message of {max_message_bytes} bytes cannot carry file data")
     return size
+
+
+def write_chunk_size(transport_kind: str, max_request_bytes: int) -> int:
+    """Chunk for guest-file-write: the request cap we trust (128 KiB raw over libvirt 9.0,
+    see :data:`virt_qga.workflows.exec.LIBVIRT_SAFE_REQUEST`; :data:`CHUNK_CAP` otherwise)."""
+    return chunk_size(gexec.effective_request_cap(transport_kind, max_request_bytes))
+
+
+def read_chunk_size(max_reply_bytes: int) -> int:
+    """Chunk for guest-file-read: the reply cap (just under 3 MiB over libvirt)."""
+    return chunk_size(max_reply_bytes)
 
 
 @dataclass(frozen=True)
@@ -271,7 +283,7 @@ def push(agent: GuestAgent, source: str | IO[bytes], guest_path: str, *, force: 
     """Copy a local file (path, or an open binary stream such as stdin) into the guest."""
     t0 = time.monotonic()
     has_exec = gexec.exec_available(agent)
-    chunk = chunk or chunk_size(agent.transport.max_request_bytes)
+    chunk = chunk or write_chunk_size(agent.transport.kind, agent.transport.max_request_bytes)
     src_name = source_name or (os.path.basename(source) if isinstance(source, str) else "-")
     local_mode: int | None = None
     if isinstance(source, str):
@@ -373,7 +385,7 @@ def _verify(agent: GuestAgent, result: CopyResult, path: str, has_exec: bool, ch
     digest = guest_sha256(agent, path) if has_exec else None
     method = "sha256sum"
     if digest is None:
-        digest, method = _read_back(agent, path, chunk_size(agent.transport.max_reply_bytes)), "read-back"
+        digest, method = _read_back(agent, path, read_chunk_size(agent.transport.max_reply_bytes)), "read-back"
     if digest != result.sha256:
         raise _fail(f"checksum mismatch for {path}: local {result.sha256}, guest {digest} ({method})",
                     agent, state="unchanged")
@@ -403,7 +415,7 @@ def pull(agent: GuestAgent, guest_path: str, dest: str | IO[bytes], *, force: bo
     """Copy a guest file to a local path (written atomically) or a binary stream."""
     t0 = time.monotonic()
     has_exec = gexec.exec_available(agent)
-    chunk = chunk or chunk_size(agent.transport.max_reply_bytes)
+    chunk = chunk or read_chunk_size(agent.transport.max_reply_bytes)
     local_target: str | None = None
     if isinstance(dest, str):
         local_target = dest
@@ -491,6 +503,8 @@ __all__ = [
     "CopyResult",
     "Location",
     "chunk_size",
+    "read_chunk_size",
+    "write_chunk_size",
     "guest_file",
     "guest_target",
     "parse_location",
