@@ -385,7 +385,8 @@ def _verify(agent: GuestAgent, result: CopyResult, path: str, has_exec: bool, ch
     digest = guest_sha256(agent, path) if has_exec else None
     method = "sha256sum"
     if digest is None:
-        digest, method = _read_back(agent, path, read_chunk_size(agent.transport.max_reply_bytes)), "read-back"
+        digest = _read_back(agent, path, read_chunk_size(agent.transport.max_reply_bytes))
+        method = "read-back"
     if digest != result.sha256:
         raise _fail(f"checksum mismatch for {path}: local {result.sha256}, guest {digest} ({method})",
                     agent, state="unchanged")
@@ -503,13 +504,13 @@ __all__ = [
     "CopyResult",
     "Location",
     "chunk_size",
-    "read_chunk_size",
-    "write_chunk_size",
     "guest_file",
     "guest_target",
     "parse_location",
     "parse_mode",
     "pull",
     "push",
+    "read_chunk_size",
     "temp_name",
+    "write_chunk_size",
 ]
