@@ -430,10 +430,8 @@ def set_vcpu_count(domain: DomainLike, agent: AgentLike, target: int, *, guest_o
     if not views.libvirt.hotpluggable_ids:
         raise BadInputError("this domain has no hot-pluggable vCPUs (<vcpus> lists none with "
                             "hotpluggable='yes')", field="DOMAIN")
-    if views.qemu is not None:
-        residue = unplug_residue(views.libvirt, views.qemu)
-        if residue and target != len(views.libvirt.enabled_ids):
-            check_no_residue(domain)  # raises with the explanation, nothing touched
+    if views.qemu is not None and unplug_residue(views.libvirt, views.qemu):
+        check_no_residue(domain)  # raises with the explanation, nothing touched
     current = views.libvirt.enabled_ids
     if target < len(current):
         return _shrink(domain, agent, views, target, config, deadline, libvirt_grace)
