@@ -139,7 +139,7 @@ def test_grow_2_3_4_then_shrink_to_2(fresh_guest: Callable[..., LabGuest]) -> No
     assert present == {0, 1} and online == {0, 1}
     assert result["unplugged"] == [2, 3]
     assert 0 not in result["changed_guest"]
-    current, enabled = libvirt_view(g)
+    _current, enabled = libvirt_view(g)
     if enabled == {0, 1}:
         assert rc == 0 and result["state"] == "done"
     else:
@@ -153,7 +153,7 @@ def test_grow_2_3_4_then_shrink_to_2(fresh_guest: Callable[..., LabGuest]) -> No
         stale = sorted(enabled - {0, 1})
         assert [r["id"] for r in result["views"]["vcpus"] if r["problems"]] == stale
         # and in that state it refuses to hot-plug again (QEMU 7.2 crashed on it), touching nothing
-        rc2, doc2, err2 = cli(g, "vcpus", "set", g.name, "4")
+        rc2, _doc2, err2 = cli(g, "vcpus", "set", g.name, "4")
         assert rc2 == 9 and "refusing" in err2
         assert qemu_present(g) == {0, 1}
         assert _dom(g).state()[0] == 1  # still running
