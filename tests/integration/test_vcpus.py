@@ -91,7 +91,8 @@ def parse_cpulist(text: str) -> set[int]:
 
 
 def cli(g: LabGuest, *args: str, timeout: float = 120) -> tuple[int, Any, str]:
-    proc = subprocess.run([sys.executable, "-m", "virt_qga.cli.main", "--connect", g.uri, "--json", *args],
+    proc = subprocess.run([sys.executable, "-m", "virt_qga.cli.main", "--connect", str(g.uri), "--json",
+                           *args],
                           cwd=ROOT, capture_output=True, text=True, timeout=timeout)
     doc = json.loads(proc.stdout) if proc.stdout.strip() else None
     return proc.returncode, doc, proc.stderr
