@@ -134,7 +134,10 @@ class GuestAgent(GeneratedCommands):
         caps = self.capabilities()
         if not caps.knows(command):
             since = self._spec.command(command).since
-            hint = f" (needs qemu-ga {since} or newer)" if since else ""
+            if since and caps.version_tuple < parse_version(since):
+                hint = f" (needs qemu-ga {since} or newer)"
+            else:  # new enough: not built for this guest OS (e.g. guest-get-devices on Linux)
+                hint = " (not built into this agent for this guest OS)"
             raise CommandNotSupportedError(
                 f"command {command} is not supported by this agent (qemu-ga {caps.version}){hint}",
                 command=command, domain=self.name, agent_version=caps.version)
