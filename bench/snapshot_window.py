@@ -64,7 +64,7 @@ def main() -> None:
     from virt_qga.host.snapshots import commit_external
 
     rep = Report("snapshot_window")
-    g = lab_guest("bench-snap", agent="7.2")
+    g = lab_guest(f"snapwin{os.getpid()}", agent="7.2")
     uri = str(g.uri)
     host = Domain.lookup(g.name, uri)
     agent = GuestAgent.for_domain(g.name, uri, timeout=30)
@@ -76,24 +76,33 @@ def main() -> None:
     virsh = shutil.which("virsh") or "virsh"
 
     ours_gap: list[float] = []
+    nopre_gap: list[float] = []
     lv_gap: list[float] = []
-    ours_window: list[float] = []
-    ours_wall: list[float] = []
     lv_wall: list[float] = []
-    phases: dict[str, list[float]] = {}
+    windows: dict[str, list[float]] = {"ours": [], "nopre": []}
+    walls: dict[str, list[float]] = {"ours": [], "nopre": []}
+    phases: dict[str, dict[str, list[float]]] = {"ours": {}, "nopre": {}}
 
-    def run_ours(i: int) -> None:
+    def ours(i: int, variant: str = "ours") -> None:
         cmd = [sys.executable, "-m", "virt_qga.cli.main", "-c", uri, "--json", "snapshot", g.name,
-               "--name", f"bench-o{i}"]
+               "--name", f"bench-{variant}{i}"]
+        if variant == "nopre":
+            cmd.append("--no-precreate")
         t0 = time.perf_counter()
         out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
-        ours_wall.append((time.perf_counter() - t0) * 1e3)
+        walls[variant].append((time.perf_counter() - t0) * 1e3)
         if out.returncode != 0:
             raise RuntimeError(f"virt-qga snapshot failed: {out.stderr.strip()}")
         data = json.loads(out.stdout)
-        ours_window.append(float(data["frozen_window_ms"]))
+        windows[variant].append(float(data["frozen_window_ms"]))
         for k, v in data["timings_ms"].items():
-            phases.setdefault(k, []).append(float(v))
+            phases[variant].setdefault(k, []).append(float(v))
+
+    def run_ours(i: int) -> None:
+        ours(i, "ours")
+
+    def run_nopre(i: int) -> None:
+        ours(i, "nopre")
 
     def run_libvirt(i: int) -> None:
         overlay = str(folder / f"data.bench-l{i}.qcow2")
@@ -106,53 +115,59 @@ def main() -> None:
             raise RuntimeError(f"virsh snapshot-create-as failed: {out.stderr.strip()}")
 
     # Warm-up: one of each, not counted.
-    for i, fn in enumerate((run_ours, run_libvirt)):
+    for i, fn in enumerate((run_ours, run_nopre, run_libvirt)):
         fn(1000 + i)
         commit_external(host, ["vda"], timeout=120)
-    ours_window.clear()
-    ours_wall.clear()
+    for d in (windows, walls, phases):
+        for v in d.values():
+            v.clear()
     lv_wall.clear()
-    phases.clear()
 
     for i in range(N):
-        pair = [(run_ours, ours_gap), (run_libvirt, lv_gap)]
-        if i % 2:
-            pair.reverse()  # alternate who goes first
-        for fn, gaps in pair:
+        trio = [(run_ours, ours_gap), (run_nopre, nopre_gap), (run_libvirt, lv_gap)]
+        trio = trio[i % 3:] + trio[:i % 3]  # rotate who goes first
+        for fn, gaps in trio:
             pid = _probe_start(agent)
             time.sleep(1.0)
             fn(i)
             gaps.append(_probe_gap_ms(agent, pid))
             commit_external(host, ["vda"], timeout=120)
-        print(f"round {i + 1}/{N}: virt-qga {ours_gap[-1]:.1f} ms, libvirt {lv_gap[-1]:.1f} ms",
-              file=sys.stderr, flush=True)
+        print(f"round {i + 1}/{N}: virt-qga {ours_gap[-1]:.1f} ms, --no-precreate "
+              f"{nopre_gap[-1]:.1f} ms, libvirt {lv_gap[-1]:.1f} ms", file=sys.stderr, flush=True)
     shutil.rmtree(state, ignore_errors=True)
 
-    rep(f"guest {g.name} (qemu-ga {g.agent}, TCG), {N} snapshots each, interleaved; "
-        "external disk-only overlay of vda, committed back after each")
-    rep("virt-qga:  python -m virt_qga.cli.main -c URI --json snapshot DOM --name bench-oN")
-    rep("libvirt:   virsh -c URI snapshot-create-as DOM bench-lN --disk-only --atomic --quiesce "
-        "--no-metadata --diskspec vda,file=DIR/data.bench-lN.qcow2")
+    rep(f"guest {g.name} (qemu-ga {g.agent}, TCG, 2 host cores shared with other work), {N} "
+        "snapshots per variant, interleaved (order rotated each round); external disk-only "
+        "overlay of vda, committed back after each")
+    rep("virt-qga:               python -m virt_qga.cli.main -c URI --json snapshot DOM --name N "
+        "(default: overlay pre-created, REUSE_EXT)")
+    rep("virt-qga --no-precreate: same, libvirt creates the overlay inside the window")
+    rep("libvirt:                virsh -c URI snapshot-create-as DOM N --disk-only --atomic --quiesce "
+        "--no-metadata --diskspec vda,file=DIR/data.N.qcow2")
     rep()
     rep("frozen window seen by the guest (largest gap in /bin/fsprobe's 1 ms write loop on /data):")
-    rep(f"  virt-qga  {_stats(ours_gap)}")
-    rep(f"  libvirt   {_stats(lv_gap)}")
-    ratio = statistics.median(ours_gap) / statistics.median(lv_gap)
-    ratio95 = pct(ours_gap, 95) / pct(lv_gap, 95)
-    rep(f"  ratio virt-qga/libvirt: median {ratio:.2f}x, p95 {ratio95:.2f}x  (target median <= 1.20x: "
-        f"{'met' if ratio <= 1.2 else 'NOT met'})")
+    rep(f"  virt-qga                {_stats(ours_gap)}")
+    rep(f"  virt-qga --no-precreate {_stats(nopre_gap)}")
+    rep(f"  libvirt --quiesce       {_stats(lv_gap)}")
+    for label, xs in (("virt-qga", ours_gap), ("virt-qga --no-precreate", nopre_gap)):
+        ratio = statistics.median(xs) / statistics.median(lv_gap)
+        ratio95 = pct(xs, 95) / pct(lv_gap, 95)
+        rep(f"  ratio {label}/libvirt: median {ratio:.2f}x, p95 {ratio95:.2f}x  (target median "
+            f"<= 1.20x: {'met' if ratio <= 1.2 else 'NOT met'})")
     rep()
-    rep("virt-qga host-measured window (freeze reply -> thaw reply):")
-    rep(f"  {_stats(ours_window)}")
-    rep("virt-qga phases (host clock, per run):")
-    for k in ("connect", "agent_check", "plan", "guard_ready_wait", "freeze", "snapshot", "thaw",
-              "verify", "total"):
-        if k in phases:
-            rep(f"  {k:<17} {_stats(phases[k])}")
-    rep()
+    for variant, label in (("ours", "virt-qga"), ("nopre", "virt-qga --no-precreate")):
+        rep(f"{label}: host-measured window (freeze reply -> thaw reply):")
+        rep(f"  {'window':<17} {_stats(windows[variant])}")
+        rep(f"{label}: phases (host clock, per run):")
+        for k in ("connect", "agent_check", "plan", "precreate", "guard_ready_wait", "freeze",
+                  "snapshot", "thaw", "verify", "total"):
+            if k in phases[variant]:
+                rep(f"  {k:<17} {_stats(phases[variant][k])}")
+        rep()
     rep("whole command, wall time (process start to exit):")
-    rep(f"  virt-qga  {_stats(ours_wall)}")
-    rep(f"  virsh     {_stats(lv_wall)}")
+    rep(f"  virt-qga                {_stats(walls['ours'])}")
+    rep(f"  virt-qga --no-precreate {_stats(walls['nopre'])}")
+    rep(f"  virsh                   {_stats(lv_wall)}")
     # Agent round trips on this connection, for the breakdown.
     rtt: list[float] = []
     st: list[float] = []

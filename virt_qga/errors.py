@@ -34,22 +34,22 @@ from typing import Any
 from virt_qga.exitcodes import ExitCode
 
 __all__ = [
-    "VirtQgaError",
-    "BadInputError",
-    "AgentUnavailableError",
     "AgentNotConfiguredError",
     "AgentNotConnectedError",
-    "CommandNotSupportedError",
     "AgentTimeoutError",
-    "GuestError",
-    "GuestFrozenError",
+    "AgentUnavailableError",
+    "BadInputError",
+    "CommandNotSupportedError",
     "DomainError",
     "DomainNotFoundError",
     "DomainNotRunningError",
-    "ProtocolError",
+    "GuestError",
+    "GuestFrozenError",
     "HostError",
     "LockBusyError",
     "OperationError",
+    "ProtocolError",
+    "VirtQgaError",
     "is_transient",
 ]
 

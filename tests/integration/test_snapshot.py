@@ -295,12 +295,13 @@ def test_missing_target_dir_is_refused_before_freezing(victim: LabGuest, state: 
 
 
 def test_snapshot_failure_while_frozen_thaws_and_leaves_no_overlay(victim: LabGuest, state: Path) -> None:
-    # Root can write here, libvirt's unprivileged daemon cannot: the pre-check passes and
-    # snapshotCreateXML fails inside the frozen window.
+    # Root can write here, libvirt's unprivileged daemon cannot: the pre-check passes and,
+    # with libvirt creating the overlay (--no-precreate), snapshotCreateXML fails inside
+    # the frozen window.
     folder = Path(tempfile.mkdtemp(prefix="vqga-ro-", dir="/var/tmp"))
     try:
         os.chmod(folder, 0o755)
-        p = run(victim, state, "snapshot", victim.name, "--dir", str(folder))
+        p = run(victim, state, "snapshot", victim.name, "--dir", str(folder), "--no-precreate")
         assert p.returncode == 1, p.stderr
         err = doc(p)
         assert "guest thawed" in err["message"] and "snapshot rolled-back" in err["message"]
@@ -467,9 +468,56 @@ def test_agent_stopped_while_frozen_deadline_holds(fresh_guest: Callable[..., La
     p = run(g, state, "--timeout", "5", "snapshot", g.name, "--mode", "command", "--command", "sleep 3",
             "--pre-freeze", hook, "--max-frozen", "5", "--thaw-timeout", "2", timeout=90)
     took = time.monotonic() - t0
+    print(f"\nagent stopped while frozen: exit {p.returncode} after {took:.1f} s: {p.stderr.strip()}")
     assert p.returncode == 8, p.stderr
     assert "thaw could not be confirmed" in p.stderr and "virt-qga recover" in p.stderr
     assert took < 45, took
     r = run(g, state, "--timeout", "3", "recover", g.name, "--wait-lock", "0", timeout=60)
     # the guard still holds the lock while it retries, or recover cannot reach the agent
     assert r.returncode in (8, 10), r.stderr
+
+
+# -- plain QEMU over the agent socket ------------------------------------------------------
+
+
+def test_socket_command_mode_and_guard(fresh_guest: Callable[..., LabGuest], tmp_path: Path) -> None:
+    """No libvirt: the agent channel socket, --mode command; SIGKILL still gets thawed."""
+    from virt_qga.transport.socket import SocketTransport
+
+    g = fresh_guest(plain=True)
+    assert g.socket
+    state = tmp_path / "state"
+    sock = f"unix:{g.socket}"
+
+    def status() -> str:
+        with SocketTransport(str(g.socket), timeout=5) as t:
+            return str(t.execute("guest-fsfreeze-status"))
+
+    argv = [sys.executable, "-m", "virt_qga.cli.main", "--json", "snapshot", sock]
+    p = subprocess.run([*argv, "--mode", "command", "--command", 'test -z "$VIRT_QGA_DISKS"'],
+                       env=cli_env(state), capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert doc(p)["consistency"] == "filesystem" and status() == "thawed"
+    p = subprocess.run([*argv], env=cli_env(state), capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2 and "only --mode command" in p.stderr
+    proc = subprocess.Popen([*argv, "--mode", "command", "--command", "sleep 60", "--max-frozen", "5"],
+                            env=cli_env(state), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(2.5)  # the channel serves one client: we cannot poll while the job holds it
+    kids = host_command_pids(proc.pid)
+    assert kids, proc.stderr
+    proc.kill()
+    kill_host_command(kids)
+    proc.communicate()
+    t0 = time.monotonic()
+    last = "?"
+    while time.monotonic() - t0 < 7:
+        try:
+            last = status()
+        except Exception as exc:  # the guard may hold the channel for a moment
+            last = repr(exc)
+        if last == "thawed":
+            break
+        time.sleep(0.1)
+    assert last == "thawed"
+    journal = next((state / "journal").glob("*.events")).read_text()
+    assert '"guard-thawed"' in journal

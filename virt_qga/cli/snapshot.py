@@ -82,13 +82,17 @@ def _human_result(d: dict[str, Any]) -> None:
               "go on (default: refuse).")
 @click.option("--wait-lock", type=click.FloatRange(min=0), default=0.0, show_default=True,
               help="Wait this long for another job on the domain (default: fail at once, exit 10).")
+@click.option("--precreate/--no-precreate", default=None,
+              help="Create external overlays with qemu-img before freezing (libvirt REUSE_EXT), "
+              "keeping file creation out of the frozen window. Default: on for local URIs and "
+              "file disks.")
 @click.option("--commit-back", is_flag=True, help="Undo instead: commit the active overlay(s) "
               "(--disk, default: virt-qga overlays) back into their base and delete them.")
 def snapshot(domain: str, mode: str, disks: tuple[str, ...], directory: str | None, name: str | None,
              metadata: bool, mountpoints: tuple[str, ...], quiesce: str, pre_freeze: str | None,
              post_thaw: str | None, hook_timeout: float, command: str | None, command_timeout: float,
              max_frozen: float, thaw_timeout: float, force_thaw_first: bool, wait_lock: float,
-             commit_back: bool) -> None:
+             precreate: bool | None, commit_back: bool) -> None:
     """Freeze DOMAIN's filesystems, snapshot, thaw: a consistent snapshot.
 
     The guest is never left frozen: a thaw guard process thaws it after --max-frozen
@@ -117,7 +121,7 @@ def snapshot(domain: str, mode: str, disks: tuple[str, ...], directory: str | No
         mountpoints=mountpoints, quiesce=quiesce, pre_freeze=pre_freeze, post_thaw=post_thaw,
         hook_timeout=hook_timeout, command=command, command_timeout=command_timeout,
         max_frozen=max_frozen, force_thaw_first=force_thaw_first, wait_lock=wait_lock,
-        timeout=c.timeout, thaw_timeout=thaw_timeout, socket=socket)
+        timeout=c.timeout, thaw_timeout=thaw_timeout, socket=socket, precreate=precreate)
     result = wf.snapshot(label, None if socket else c.connect, options=opts)
     emit(result.to_dict(), _human_result)
     _exit(result.exit_code)

@@ -5,7 +5,8 @@
 * :func:`overlay_path`: the predictable overlay name, ``<base-stem>.<snapname>.qcow2``
   next to the base image (or in ``--dir``).
 * :func:`external_snapshot_xml` / :func:`internal_snapshot_xml`, built *before* the
-  freeze, and :func:`create_snapshot` (``snapshotCreateXML``).
+  freeze, and :func:`create_snapshot` (``snapshotCreateXML``);
+  :func:`precreate_overlay` makes the overlay file before the freeze (``REUSE_EXT``).
 * :func:`commit_external`: undo an external snapshot: active ``blockcommit --shallow``
   of the overlay into its backing image, pivot, remove the overlay file (when local)
   and the libvirt metadata (when there is some).
@@ -46,6 +47,7 @@ __all__ = [
     "is_local_uri",
     "list_disks",
     "overlay_path",
+    "precreate_overlay",
     "select_disks",
     "snapshot_flags",
 ]
@@ -205,6 +207,36 @@ def snapshot_flags(mode: str, *, metadata: bool, reuse: bool = False) -> int:
     if not metadata:
         flags |= lv.VIR_DOMAIN_SNAPSHOT_CREATE_NO_METADATA
     return int(flags)
+
+
+def precreate_overlay(domain: Domain, disk: DiskInfo, overlay: str, timeout: float = 30.0) -> None:
+    """Create ``overlay`` (qcow2 on top of the disk's active image) before the freeze, for
+    ``REUSE_EXT``: libvirt then only attaches it, and the file creation and qcow2
+    formatting (a block job in QEMU) leave the frozen window. Local URIs only. The file
+    gets the owner of the image it sits on (the QEMU process's user), mode 0600.
+    """
+    import subprocess
+
+    if not disk.source:
+        raise BadInputError(f"disk {disk.target} has no source", field="--disk")
+    capacity = int(domain.call("blockInfo", disk.target, 0)[0])
+    fmt = disk.driver_type or "raw"
+    cmd = ["qemu-img", "create", "-q", "-f", "qcow2", "-u", "-b", disk.source, "-F", fmt,
+           overlay, str(capacity)]
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise HostError(f"qemu-img create {overlay}: {exc}", domain=domain.name) from exc
+    if out.returncode != 0:
+        raise HostError(f"qemu-img create {overlay} failed: {out.stderr.strip()[:300]}",
+                        domain=domain.name)
+    try:
+        os.chmod(overlay, 0o600)
+        if os.geteuid() == 0 and disk.source_type == "file":
+            st = os.stat(disk.source)
+            os.chown(overlay, st.st_uid, st.st_gid)
+    except OSError as exc:
+        raise HostError(f"cannot set owner/mode of {overlay}: {exc.strerror}", domain=domain.name) from exc
 
 
 def create_snapshot(domain: Domain, xml: str, flags: int) -> None:

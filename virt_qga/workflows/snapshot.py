@@ -94,6 +94,10 @@ class SnapshotOptions:
     min_free_bytes: int = MIN_FREE_BYTES
     state_dir: Path | None = None
     description: str | None = None
+    #: Create external overlays with qemu-img before the freeze and pass REUSE_EXT, so
+    #: libvirt only attaches them inside the frozen window. None: on for local URIs
+    #: and file-backed disks.
+    precreate: bool | None = None
 
     def validate(self) -> None:
         if self.mode not in MODES:
@@ -245,6 +249,7 @@ class _Run:
         self.journal: Journal | None = None
         self.signals = _Signals()
         self.hooks_ran = False
+        self.precreate = False
 
     # -- small helpers ---------------------------------------------------------------
 
@@ -398,8 +403,20 @@ class _Run:
                 self._check_dir(Path(folder), need=self.opts.min_free_bytes, what="overlay")
         else:
             self.warn("libvirt host is remote: overlay directory and free space not checked")
+        self.precreate = self.opts.precreate if self.opts.precreate is not None else \
+            (local and all(d.source_type == "file" and d.driver_type in ("qcow2", "raw")
+                           for d, _ in self.plan))
+        if self.precreate and not local:
+            raise BadInputError("--precreate needs a local libvirt URI", field="--precreate")
         self.xml = hs.external_snapshot_xml(self.name, self.plan, self.all_disks, self._description())
-        self.flags = hs.snapshot_flags("external", metadata=self.opts.metadata)
+        self.flags = hs.snapshot_flags("external", metadata=self.opts.metadata, reuse=self.precreate)
+
+    def precreate_overlays(self) -> None:
+        from virt_qga.host.snapshots import precreate_overlay
+
+        assert self.host is not None
+        for d, overlay in self.plan:
+            precreate_overlay(self.host, d, overlay)
 
     def _description(self) -> str:
         return self.opts.description or f"virt-qga snapshot ({self.opts.mode}, quiesce {self.opts.quiesce})"
@@ -676,6 +693,8 @@ class _Run:
                                        thaw_timeout=opts.thaw_timeout,
                                        pass_fds=(lock.fd,) if lock.fd is not None else ())
                 self.guard.start()
+                if self.precreate:
+                    self._timed("precreate", self.precreate_overlays)
                 if opts.pre_freeze:
                     self.journal.advance("hooks")
                     hook = opts.pre_freeze
@@ -685,6 +704,8 @@ class _Run:
                 self.result.guard = {"pid": self.guard.pid, "max_frozen_s": opts.max_frozen}
                 self.frozen_section()
             else:
+                if self.precreate:
+                    self._timed("precreate", self.precreate_overlays)
                 self.journal.advance("snapshotting")
                 self.do_snapshot()
         except BaseException as exc:

@@ -5,7 +5,9 @@ The job (parent) starts it with :class:`ThawGuard` *before* freezing, in its own
 the guard's start-up (Python, libvirt, the connection) is never paid inside the frozen
 window. The conversation is line based, parent stdin -> guard, guard stdout -> parent::
 
-    guard:  ready                 connected, agent answered a ping
+    guard:  ready                 connected, agent answered a ping (libvirt; over a
+                                  bare socket the guard connects only to thaw, since
+                                  the channel serves one client at a time)
     parent: arm                   sent just before the freeze request: the clock starts
     parent: done                  the job has thawed (or never froze): exit quietly
     guard:  fired REASON COUNT    the guard thawed the guest itself (REASON: deadline,
@@ -218,9 +220,12 @@ class _Guard:
 
     def connect(self) -> None:
         if self.args.socket:
+            # A chardev socket serves one client at a time and the job holds it: connect
+            # only when a thaw is needed (after the job died, its connection is gone).
             from virt_qga.transport.socket import SocketTransport
 
             self.transport = SocketTransport(self.args.socket, timeout=self.args.thaw_timeout)
+            return
         else:
             from virt_qga.transport.libvirt import LibvirtTransport
 

@@ -1,0 +1,99 @@
+"""Offline checks of the Ansible collection (no lab needed).
+
+* every module's documentation renders with ``ansible-doc`` (fragments merged, YAML valid);
+* every plugin compiles;
+* the collection's own unit tests pass (run here so the repository's test run covers them);
+* ``ansible-test sanity`` (validate-modules, yamllint, compile...) when its per-test virtual
+  environments can be bootstrapped on this machine (see docs/ansible.md, "Sanity tests").
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import py_compile
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+COLLECTIONS = REPO / "ansible"
+COLLECTION = COLLECTIONS / "ansible_collections" / "virt_qga" / "guest_agent"
+MODULES = sorted(p.stem for p in (COLLECTION / "plugins" / "modules").glob("*.py"))
+PLUGINS = sorted((COLLECTION / "plugins").rglob("*.py"))
+
+needs_ansible = pytest.mark.skipif(shutil.which("ansible-doc") is None,
+                                   reason="ansible-core is not installed (pip install ansible-core)")
+
+
+def env() -> dict[str, str]:
+    e = dict(os.environ)
+    e["ANSIBLE_COLLECTIONS_PATH"] = str(COLLECTIONS)
+    e["ANSIBLE_NOCOLOR"] = "1"
+    return e
+
+
+def test_expected_modules_present() -> None:
+    assert {"virt_qga_info", "virt_qga_exec", "virt_qga_copy", "virt_qga_snapshot",
+            "virt_qga_vcpus", "virt_qga_memory"} <= set(MODULES)
+
+
+@needs_ansible
+@pytest.mark.parametrize("module", MODULES)
+def test_ansible_doc_renders(module: str) -> None:
+    fqcn = f"virt_qga.guest_agent.{module}"
+    proc = subprocess.run(["ansible-doc", "--json", fqcn], env=env(), capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)[fqcn]
+    assert doc["doc"]["module"] == module
+    options = doc["doc"]["options"]
+    assert {"domain", "uri", "socket", "timeout"} <= set(options), "common fragment not merged"
+    assert doc["examples"] and doc["return"]
+    assert "[WARNING]" not in proc.stderr, proc.stderr
+
+
+@needs_ansible
+def test_ansible_doc_lists_the_collection() -> None:
+    proc = subprocess.run(["ansible-doc", "-l", "virt_qga.guest_agent"], env=env(), capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    listed = {line.split()[0] for line in proc.stdout.splitlines() if line.strip()}
+    assert listed == {f"virt_qga.guest_agent.{m}" for m in MODULES}
+
+
+@pytest.mark.parametrize("path", PLUGINS, ids=lambda p: str(p.relative_to(COLLECTION)))
+def test_plugins_compile(path: Path, tmp_path: Path) -> None:
+    py_compile.compile(str(path), cfile=str(tmp_path / "x.pyc"), doraise=True)
+
+
+@needs_ansible
+def test_collection_unit_tests() -> None:
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                           str(COLLECTION / "tests" / "unit")], cwd=REPO, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+
+
+def _ansible_test_can_bootstrap() -> bool:
+    """ansible-test builds a venv per sanity test and bootstraps pip into it with a script
+    it downloads from ci-files.testing.ansible.com, unless one is cached."""
+    cache = Path.home() / ".ansible" / "test" / "cache"
+    return any(cache.glob("get_pip_*.py")) or bool(os.environ.get("VQGA_ANSIBLE_TEST_ONLINE"))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("ansible-test") is None, reason="ansible-test is not installed")
+def test_ansible_test_sanity() -> None:
+    if not _ansible_test_can_bootstrap():
+        pytest.skip("ansible-test cannot bootstrap pip into its venvs offline (no cached get-pip "
+                    "script); see docs/ansible.md")
+    proc = subprocess.run(
+        ["ansible-test", "sanity", "--python", f"{sys.version_info.major}.{sys.version_info.minor}",
+         "--local", "--test", "validate-modules", "--test", "yamllint", "--test", "compile",
+         "--test", "ansible-doc", "--test", "ignores", "--test", "pep8", "--test", "import"],
+        cwd=COLLECTION, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
