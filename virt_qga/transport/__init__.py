@@ -2,4 +2,4 @@
 
 from virt_qga.transport.base import DEFAULT_TIMEOUT, MAX_REPLY_BYTES, Transport
 
-__all__ = ["Transport", "DEFAULT_TIMEOUT", "MAX_REPLY_BYTES"]
+__all__ = ["DEFAULT_TIMEOUT", "MAX_REPLY_BYTES", "Transport"]
