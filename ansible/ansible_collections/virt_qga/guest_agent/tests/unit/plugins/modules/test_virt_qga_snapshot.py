@@ -21,8 +21,8 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> Any:
 
     def fake_snapshot(domain: str, uri: Any, *, options: Any) -> Any:
         state["snap"].append((domain, uri, options))
-        if isinstance(state["result"], BaseException):
-            raise state["result"]
+        if "error" in state:
+            raise state["error"]
         return state["result"] or wf.SnapshotResult(domain=domain, uri=uri, mode=options.mode,
                                                     name="vqga-x", consistency="filesystem",
                                                     frozen_window_ms=12.5, frozen=1, thawed=1)
@@ -81,7 +81,7 @@ def test_post_thaw_failure_fails_with_5(run_module: Any, calls: Any) -> None:
 
 
 def test_maybe_frozen_carries_undo(run_module: Any, calls: Any) -> None:
-    calls["result"] = E.OperationError("thaw unconfirmed", exit_code=ExitCode.MAYBE_FROZEN,
+    calls["error"] = E.OperationError("thaw unconfirmed", exit_code=ExitCode.MAYBE_FROZEN,
                                        state="maybe-frozen", undo="virt-qga recover db", domain="db")
     res = run_module(mod, {"domain": "db"})
     assert res.failed and res.result["exit_code"] == 8
@@ -89,7 +89,7 @@ def test_maybe_frozen_carries_undo(run_module: Any, calls: Any) -> None:
 
 
 def test_lock_busy_is_10(run_module: Any, calls: Any) -> None:
-    calls["result"] = E.LockBusyError("another job holds the lock", domain="db")
+    calls["error"] = E.LockBusyError("another job holds the lock", domain="db")
     res = run_module(mod, {"domain": "db"})
     assert res.failed and res.result["exit_code"] == 10
 
