@@ -246,7 +246,7 @@ def fmt_mode(mode):
     return None if mode is None else f"{mode:04o}"
 
 
-def plan_push(agent, p, mode, has_exec):
+def plan_push(agent, p, has_exec):
     """(target, source sha, size, copy needed, reason, guest mode or None)."""
     from virt_qga.errors import BadInputError
     from virt_qga.workflows import files
@@ -297,7 +297,7 @@ def plan_pull(agent, p, has_exec):
 def do_push(module, agent, p, mode, has_exec):
     from virt_qga.workflows import files
 
-    target, checksum, size, copy, reason, current = plan_push(agent, p, mode, has_exec)
+    target, checksum, size, copy, reason, current = plan_push(agent, p, has_exec)
     out = dict(src=p["src"], dest=target, direction="push", checksum=checksum, size=size)
     if not copy:
         fix_mode = mode is not None and has_exec and current != mode
