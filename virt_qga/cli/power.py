@@ -15,6 +15,8 @@ def _render(domain: str, result: PowerResult) -> None:
         if result.confirmed:
             state = f" (domain {result.final_state})" if result.final_state else ""
             info(f"{clean(domain)}: {what} confirmed in {result.duration:.1f} s{state}")
+        elif result.agent_gone:
+            info(f"{clean(domain)}: {what} sent; the guest agent went silent")
         else:
             info(f"{clean(domain)}: {what} sent")
         for item in result.not_confirmed:

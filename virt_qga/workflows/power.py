@@ -17,9 +17,12 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from virt_qga.connection import STATE_NAMES
 from virt_qga.errors import (
     AgentTimeoutError,
     BadInputError,
+    CommandNotSupportedError,
+    GuestError,
     OperationError,
     VirtQgaError,
 )
@@ -32,14 +35,22 @@ if TYPE_CHECKING:
 SHUTDOWN_MODES = ("powerdown", "halt", "reboot")
 SUSPEND_MODES = ("disk", "ram", "hybrid")
 
+#: libvirt's state word for VIR_DOMAIN_PMSUSPENDED (see virt_qga.connection.STATE_NAMES).
+PMSUSPENDED = STATE_NAMES[7]
+
 #: Domain states that confirm each action (libvirt's state names).
 EXPECTED_STATE: dict[str, set[str]] = {
     "powerdown": {"shut off"},
-    "halt": {"shut off"},
     "disk": {"shut off"},
-    "ram": {"pmsuspended"},
-    "hybrid": {"pmsuspended"},
+    "ram": {PMSUSPENDED},
+    "hybrid": {PMSUSPENDED},
 }
+
+#: Seconds libvirt waits for the (never coming) reply of a no-reply command. Through
+#: ``qemuAgentCommand`` a timeout of 0 ("don't wait") also gives libvirt's own
+#: guest-sync no time at all: it fails at once with "Guest agent not available for
+#: now", and whether the command went out is a race (seen both ways in the lab).
+LIBVIRT_NO_REPLY_WAIT = 2.0
 
 
 @dataclass
@@ -79,15 +90,30 @@ def _wake_hint(mode: str, name: str) -> str | None:
     return None
 
 
-def _send(agent: GuestAgent, action: str, mode: str) -> None:
+def wire_command(action: str, mode: str) -> tuple[str, dict[str, Any]]:
     if action == "shutdown":
-        agent.shutdown(mode)
-    elif mode == "disk":
-        agent.suspend_disk()
-    elif mode == "ram":
-        agent.suspend_ram()
-    else:
-        agent.suspend_hybrid()
+        return "guest-shutdown", {"mode": mode}
+    return f"guest-suspend-{mode}", {}
+
+
+def _send(agent: GuestAgent, action: str, mode: str) -> None:
+    """Send the command. Over the socket the agent's no-reply path is exact; over
+    libvirt we wait briefly for a reply instead (see LIBVIRT_NO_REPLY_WAIT): an error
+    reply (e.g. suspend not supported) is raised, silence means it was delivered."""
+    command, args = wire_command(action, mode)
+    if agent.transport.kind != "libvirt":
+        agent.call(command, args)
+        return
+    from virt_qga.spec import get_spec
+
+    clean = get_spec().validate_args(command, args)
+    agent._check_supported(command)
+    try:
+        agent.transport.execute(command, clean or None, timeout=LIBVIRT_NO_REPLY_WAIT)
+    except (GuestError, CommandNotSupportedError):
+        raise
+    except VirtQgaError:
+        pass  # no reply, or the domain already went away: expected; the state tells
 
 
 def power(agent: GuestAgent, action: str, mode: str, *, timeout: float = 120.0,
@@ -120,6 +146,21 @@ def power(agent: GuestAgent, action: str, mode: str, *, timeout: float = 120.0,
         if dom is not None and mode in EXPECTED_STATE:
             result.final_state = dom.wait_for_state(EXPECTED_STATE[mode], timeout)
             result.confirmed = True
+        elif dom is not None and mode == "halt":
+            # A halted guest stops its CPUs but need not power off (systemd's
+            # `shutdown -H` does not): the agent going silent is the proof; then
+            # report the domain state as it is.
+            result.agent_gone = agent.wait_until_unresponsive(deadline)
+            if not result.agent_gone:
+                raise AgentTimeoutError("the guest agent kept answering")
+            try:
+                grace = min(5.0, max(0.5, deadline - time.monotonic()))
+                result.final_state = dom.wait_for_state({"shut off"}, grace)
+            except AgentTimeoutError:
+                result.final_state = dom.state()
+                result.not_confirmed.append(f"power off: the guest halted but the domain is still "
+                                            f"{result.final_state} (end it with `virsh destroy {name}`)")
+            result.confirmed = True
         elif dom is not None:  # reboot: the agent goes away and comes back, domain running
             result.agent_gone = agent.wait_until_unresponsive(deadline)
             if not result.agent_gone:
@@ -131,7 +172,6 @@ def power(agent: GuestAgent, action: str, mode: str, *, timeout: float = 120.0,
             result.agent_gone = agent.wait_until_unresponsive(deadline)
             if not result.agent_gone:
                 raise AgentTimeoutError("the guest agent kept answering")
-            result.confirmed = True
             result.not_confirmed.append("domain state (no libvirt on the socket transport): "
                                         "only the agent going silent was seen")
     except AgentTimeoutError as exc:
