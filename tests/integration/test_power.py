@@ -8,6 +8,7 @@ import pytest
 
 from tests.integration.test_exec import vq, vq_json
 from virt_qga.host import Domain
+from virt_qga.workflows.power import PMSUSPENDED
 
 
 @pytest.mark.parametrize("agent", ["7.2", "10.0"])
@@ -43,6 +44,6 @@ def test_suspend_ram_is_confirmed_or_refused_clearly(fresh_guest: Any) -> None:
     assert "Traceback" not in err
     if p.returncode == 0:
         assert "dompmwakeup" in err
-        assert Domain.lookup(g.name, g.uri).state() == "pmsuspended"
+        assert Domain.lookup(g.name, g.uri).state() == PMSUSPENDED
     else:
         assert len(err.strip().splitlines()) == 1 and err.startswith("virt-qga: error:")
