@@ -100,6 +100,10 @@ def test_missing_dir_overwrite_mode_and_stdio(guests: dict[str, Any], tmp_path: 
         # stdin -> guest, guest -> stdout
         p = _cp(g, "-", f":{gpath}", "--force", stdin=b"from stdin\x00\xff")
         assert p.returncode == 0, p.stderr
+        assert guest_sh(g, f"stat -c %a {gpath}").strip() == b"600"  # kept the replaced file's mode
+        p = _cp(g, "-", ":/tmp/vqga-cp-new", stdin=b"n")
+        assert p.returncode == 0, p.stderr
+        assert guest_sh(g, "stat -c %a /tmp/vqga-cp-new; rm /tmp/vqga-cp-new").strip() == b"644"
         p = _cp(g, f":{gpath}", "-")
         assert p.returncode == 0 and p.stdout == b"from stdin\x00\xff"
         # pull keeps the guest mode; refuses to overwrite a local file

@@ -58,6 +58,8 @@ AGENT_READ_MAX = 48 * 1024 * 1024
 CHUNK_CAP = 4 * 1024 * 1024
 #: JSON envelope around the base64 data in one file-read reply / file-write request.
 MESSAGE_OVERHEAD = 1024
+#: Mode of a file pushed from stdin (no source mode) that replaces nothing.
+DEFAULT_NEW_MODE = 0o644
 #: Chunks are a multiple of this.
 CHUNK_ALIGN = 64 * 1024
 
@@ -316,6 +318,11 @@ def push(agent: GuestAgent, source: str | IO[bytes], guest_path: str, *, force: 
         if kind in ("file", "other") and not force:
             raise _fail(f"{target} exists in the guest; pass --force to overwrite it", agent,
                         state="unchanged")
+        if want_mode is None:
+            # stdin has no mode: keep the one of the file we replace, else 0644. Never
+            # qemu-ga's default for new files, which is 0666 (world-writable).
+            existing = guest_mode(agent, target) if kind == "file" else None
+            want_mode = existing if existing is not None else DEFAULT_NEW_MODE
     else:
         target = guest_target(guest_path, src_name, False)
         if not force and _guest_exists_no_exec(agent, target):
