@@ -82,7 +82,7 @@ def test_post_thaw_failure_fails_with_5(run_module: Any, calls: Any) -> None:
 
 def test_maybe_frozen_carries_undo(run_module: Any, calls: Any) -> None:
     calls["error"] = E.OperationError("thaw unconfirmed", exit_code=ExitCode.MAYBE_FROZEN,
-                                       state="maybe-frozen", undo="virt-qga recover db", domain="db")
+                                      state="maybe-frozen", undo="virt-qga recover db", domain="db")
     res = run_module(mod, {"domain": "db"})
     assert res.failed and res.result["exit_code"] == 8
     assert res.result["undo"] == "virt-qga recover db" and res.result["state"] == "maybe-frozen"
