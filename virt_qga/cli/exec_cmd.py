@@ -25,10 +25,11 @@ def _signal_name(num: int) -> str:
 
 
 def _exit_code_for(exc: VirtQgaError) -> int:
-    """exec's own failures: 124 timeout, 127/126 command not found / not executable
-    (as env(1) and the shell do), 125 anything else."""
-    if exc.exit_code == ExitCode.EXEC_TIMEOUT:
-        return int(ExitCode.EXEC_TIMEOUT)
+    """exec's own failures: 124 timeout, 130 Ctrl-C while waiting (the guest process
+    runs on), 127/126 command not found / not executable (as env(1) and the shell do),
+    125 anything else."""
+    if exc.exit_code in (ExitCode.EXEC_TIMEOUT, ExitCode.INTERRUPTED):
+        return int(exc.exit_code)
     text = str(exc)
     if "Failed to execute child process" in text:
         if "No such file" in text:

@@ -264,28 +264,34 @@ def wait(agent: GuestAgent, pid: int, *, timeout: float, capture: str = "both",
     deadline = t0 + timeout
     delays = backoff_delays()
     polls = 0
-    while True:
-        try:
-            st = agent.exec_status(pid)
-        except AgentTimeoutError:
-            if time.monotonic() < deadline:
-                continue  # one slow reply is not the end; the deadline is
-            raise
-        except VirtQgaError as exc:
-            raise _status_failed(exc, pid, agent) from exc
-        polls += 1
-        if st.get("exited"):
-            break
-        now = time.monotonic()
-        if now >= deadline:
-            raise OperationError(
-                f"guest command (pid {pid}) did not finish within {timeout:g} s and is still "
-                f"running in the guest; stop it with `virt-qga exec {agent.name} -- kill {pid}` "
-                f"(or kill -9 {pid})",
-                exit_code=ExitCode.EXEC_TIMEOUT, state="running", undo=f"kill {pid}",
-                command="guest-exec", result={"pid": pid, "running": True,
-                                              "duration": round(now - t0, 6)})
-        time.sleep(min(next(delays), max(0.0, deadline - now)))
+    try:
+        while True:
+            try:
+                st = agent.exec_status(pid)
+            except AgentTimeoutError:
+                if time.monotonic() < deadline:
+                    continue  # one slow reply is not the end; the deadline is
+                raise
+            except VirtQgaError as exc:
+                raise _status_failed(exc, pid, agent) from exc
+            polls += 1
+            if st.get("exited"):
+                break
+            now = time.monotonic()
+            if now >= deadline:
+                raise OperationError(
+                    f"guest command (pid {pid}) did not finish within {timeout:g} s and is still "
+                    f"running in the guest; stop it with `virt-qga exec {agent.name} -- kill {pid}` "
+                    f"(or kill -9 {pid})",
+                    exit_code=ExitCode.EXEC_TIMEOUT, state="running", undo=f"kill {pid}",
+                    command="guest-exec", result={"pid": pid, "running": True,
+                                                  "duration": round(now - t0, 6)})
+            time.sleep(min(next(delays), max(0.0, deadline - now)))
+    except KeyboardInterrupt:
+        raise OperationError(
+            f"interrupted; the guest command (pid {pid}) may still be running; stop it with "
+            f"`virt-qga exec {agent.name} -- kill {pid}`", exit_code=ExitCode.INTERRUPTED,
+            state="running", undo=f"kill {pid}", command="guest-exec", result={"pid": pid}) from None
     result = ExecResult(
         pid=pid,
         exitcode=st.get("exitcode"),
