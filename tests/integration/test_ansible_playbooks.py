@@ -15,11 +15,11 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from virt_qga.lab import LabGuest
 
@@ -50,7 +50,7 @@ def ansible_env(tmp: Path) -> dict[str, str]:
 
 
 def run_playbook(tmp: Path, inventory: dict[str, Any], tasks: list[dict[str, Any]],
-                 extra: list[str] = ()) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+                 extra: Sequence[str] = ()) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
     """Run one play over the inventory; return the process and {host: dumped vars}."""
     out_dir = tmp / "out"
     out_dir.mkdir(exist_ok=True)
@@ -74,8 +74,9 @@ def run_playbook(tmp: Path, inventory: dict[str, Any], tasks: list[dict[str, Any
                                     "timeout": 20}},
         "tasks": [*tasks, dump],
     }]
-    (tmp / "play.yml").write_text(yaml.safe_dump(play, sort_keys=False))
-    (tmp / "inventory.yml").write_text(yaml.safe_dump(inventory, sort_keys=False))
+    # JSON is YAML: no YAML writer needed, and what ran is easy to read back.
+    (tmp / "play.yml").write_text(json.dumps(play, indent=1))
+    (tmp / "inventory.yml").write_text(json.dumps(inventory, indent=1))
     proc = subprocess.run(
         ["ansible-playbook", "-i", str(tmp / "inventory.yml"), str(tmp / "play.yml"), *extra],
         env=ansible_env(tmp), capture_output=True, text=True, timeout=600, cwd=tmp)
@@ -181,14 +182,18 @@ def test_info_over_the_channel_socket(tmp_path: Path, guests: dict[str, LabGuest
     plain = guests["plain-10.0"]
     assert plain.socket
     inv = inventory_for({"hv-plain": {"vqga_socket": plain.socket}})
-    tasks = [{"name": "info", M + "virt_qga_info": {"gather": ["hostname", "osinfo"]},
-              "register": "info"},
+    tasks = [{"name": "info", M + "virt_qga_info": {"gather": ["all"]}, "register": "info"},
              {"name": "exec", M + "virt_qga_exec": {"argv": ["cat", "/etc/os-release"]},
               "register": "osrel"}]
     proc, res = run_playbook(tmp_path, inv, tasks)
     assert proc.returncode == 0, explain(proc)
     r = res["hv-plain"]
     assert r["info"]["transport"] == "socket" and r["info"]["version"].startswith("10.0")
+    every = {"osinfo", "hostname", "fsinfo", "vcpus", "interfaces", "timezone", "users", "disks",
+             "time", "memory"}
+    assert set(r["info"]["facts"]) | set(r["info"]["unavailable"]) == every
+    assert {"osinfo", "hostname", "vcpus", "memory", "time"} <= set(r["info"]["facts"])
+    assert r["info"]["facts"]["memory"]["block_size"] > 0
     assert r["osrel"]["rc"] == 0 and r["osrel"]["stdout"]
 
 
