@@ -30,7 +30,13 @@ from enum import IntEnum
 from typing import Any
 
 from virt_qga.connection import import_libvirt, lookup_domain, open_connection
-from virt_qga.errors import BadInputError, ProtocolError
+from virt_qga.errors import (
+    AgentNotConnectedError,
+    AgentTimeoutError,
+    BadInputError,
+    DomainNotRunningError,
+    ProtocolError,
+)
 from virt_qga.libvirt_errors import map_libvirt_error
 from virt_qga.transport.base import DEFAULT_TIMEOUT
 from virt_qga.transport.replies import error_from_reply
@@ -38,6 +44,10 @@ from virt_qga.transport.replies import error_from_reply
 #: libvirt's remote protocol string cap, less room for the JSON envelope.
 REMOTE_STRING_MAX = 4 * 1024 * 1024
 ENVELOPE = 4096
+
+
+#: Seconds to wait for an error reply to a command that never answers on success.
+NO_REPLY_WAIT = 2
 
 
 class AgentWait(IntEnum):
@@ -127,7 +137,19 @@ class LibvirtTransport:
         return reply["return"]
 
     def execute_no_reply(self, command: str, arguments: dict[str, Any] | None = None) -> None:
-        self._send(command, arguments, AgentWait.NOWAIT)
+        """Send a command the agent never answers on success (guest-shutdown, -suspend-*).
+
+        Not with ``NOWAIT``: through ``qemuAgentCommand`` a zero timeout also gives
+        libvirt's own guest-sync no time, so it fails at once ("Guest agent not available
+        for now") and whether the command went out is a race (both seen in the lab).
+        Instead wait ``NO_REPLY_WAIT`` seconds: an error reply (suspend unsupported,
+        command disabled) is raised; silence, or the domain stopping, means delivered.
+        Callers confirm the effect from outside (domain state), never from this call.
+        """
+        try:
+            self.execute(command, arguments, timeout=NO_REPLY_WAIT)
+        except (AgentTimeoutError, AgentNotConnectedError, DomainNotRunningError):
+            return
 
     def close(self) -> None:
         """Nothing to release: the connection is shared and cached per URI."""
