@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import math
 import threading
+import time
 from enum import IntEnum
 from typing import Any
 
@@ -102,13 +103,20 @@ class LibvirtTransport:
             raise BadInputError(f"request of {len(text)} bytes exceeds libvirt's limit of "
                                 f"{self.max_request_bytes} bytes", command=command)
         with self._lock:
+            start = time.monotonic()
             try:
                 result: str | None = self._qemu.qemuAgentCommand(self.dom, text, wait, 0)
                 return result
             except self._lv.libvirtError as exc:
                 seconds = float(wait) if wait > 0 else None
-                raise map_libvirt_error(exc, domain=self.domain_name, command=command,
-                                        timeout=seconds) from exc
+                err = map_libvirt_error(exc, domain=self.domain_name, command=command, timeout=seconds)
+                # libvirt < 11.2 words a command timeout and a failed sync alike ("Guest
+                # agent not available for now"); having waited the full deadline tells them apart.
+                if (isinstance(err, AgentNotConnectedError) and seconds is not None
+                        and time.monotonic() - start >= seconds - 0.25):
+                    err = AgentTimeoutError(f"no reply within {seconds:g} s ({err.message})",
+                                            domain=self.domain_name, command=command)
+                raise err from exc
 
     def execute(self, command: str, arguments: dict[str, Any] | None = None, *,
                 timeout: float | AgentWait | None = None) -> Any:
