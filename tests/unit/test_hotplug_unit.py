@@ -519,3 +519,35 @@ def test_choose_dimms_highest_base_first() -> None:
     lay = parse_memory_layout(ET.fromstring(xml))
     assert [d.alias for d in wm.choose_dimms(lay, 256 << 20)] == ["dimm1"]
     assert [d.alias for d in wm.choose_dimms(lay, 512 << 20)] == ["dimm1", "dimm0"]
+
+
+# -- CLI routing (no libvirt needed: these fail or stop before connecting) -------------------
+
+
+def _run_cli(args: list[str]) -> tuple[int, str]:
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "virt_qga.cli.main", *args], capture_output=True, text=True,
+                          timeout=60, env={"PATH": "/usr/bin:/bin", "VIRT_QGA_CONNECT": "test:///default"})
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def test_cli_vcpus_set_validates_before_connecting() -> None:
+    rc, out = _run_cli(["vcpus", "set", "dom", "0"])
+    assert rc == 2 and "at least 1" in out and "Traceback" not in out
+
+
+def test_cli_memory_unplug_needs_size_or_dimm() -> None:
+    rc, out = _run_cli(["memory", "unplug", "dom"])
+    assert rc == 2 and "exactly one" in out
+    rc, out = _run_cli(["memory", "plug", "dom", "12Q"])
+    assert rc == 2 and "not a size" in out
+
+
+def test_cli_domain_alone_means_show() -> None:
+    # libvirt's test driver has no domain "nosuchdom": the show path ran and said so (exit 6)
+    rc, out = _run_cli(["vcpus", "nosuchdom"])
+    assert rc == 6 and "nosuchdom" in out
+    rc, out = _run_cli(["memory", "nosuchdom"])
+    assert rc == 6 and "nosuchdom" in out
