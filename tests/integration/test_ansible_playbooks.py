@@ -120,6 +120,10 @@ def test_info_and_exec_over_a_fleet(tmp_path: Path, fleet: dict[str, dict[str, A
         {"name": "stdin and env", M + "virt_qga_exec": {
             "cmd": 'cat; echo "$GREETING"', "stdin": "from stdin", "env": {"GREETING": "hi"}},
          "register": "stdin"},
+        {"name": "chdir and merged output", M + "virt_qga_exec": {
+            "cmd": "pwd; echo oops >&2", "chdir": "/data", "capture": "merged"}, "register": "merged"},
+        {"name": "binary output", M + "virt_qga_exec": {"cmd": "printf '\\377\\376'"},
+         "register": "binary"},
         {"name": "check mode does not run", M + "virt_qga_exec": {"argv": ["touch", marker]},
          "check_mode": True, "register": "touch_check"},
         {"name": "marker absent after check mode", M + "virt_qga_exec": {
@@ -162,6 +166,8 @@ def test_info_and_exec_over_a_fleet(tmp_path: Path, fleet: dict[str, dict[str, A
         assert r["rc3"].get("failed") is not True
         assert r["rc4"]["failed"] is True and r["rc4"]["rc"] == 4 and r["rc4"]["exit_code"] == 4
         assert r["stdin"]["stdout_lines"] == ["from stdin", "hi"]
+        assert r["merged"]["stdout_lines"] == ["/data", "oops"] and r["merged"]["stderr"] == ""
+        assert r["binary"]["stdout_encoding"] == "base64" and r["binary"]["stdout"] == "//4="
 
         assert r["touch_check"]["changed"] is True and "rc" not in r["touch_check"]
         assert r["after_check"]["rc"] == 1, "check mode must not have run the command"
