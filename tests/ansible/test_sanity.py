@@ -78,19 +78,24 @@ def test_collection_unit_tests() -> None:
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
 
 
-def _ansible_test_can_bootstrap() -> bool:
-    """ansible-test builds a venv per sanity test and bootstraps pip into it with a script
-    it downloads from ci-files.testing.ansible.com, unless one is cached."""
+def _offline_pip_bootstrap() -> None:
+    """ansible-test builds a venv per sanity test and bootstraps pip into it with a script it
+    downloads (get-pip), unless one is cached. This machine reaches only the package
+    registries, so the project ships its own stand-in (pip from ensurepip, then the registry)
+    and puts it where ansible-test looks."""
     cache = Path.home() / ".ansible" / "test" / "cache"
-    return any(cache.glob("get_pip_*.py")) or bool(os.environ.get("VQGA_ANSIBLE_TEST_ONLINE"))
+    cache.mkdir(parents=True, exist_ok=True)
+    for name in ("get_pip_24_2.py",):
+        target = cache / name
+        if not target.exists():
+            shutil.copyfile(Path(__file__).with_name("get_pip_offline.py"), target)
+            (cache / f"{name}.download").touch()
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("ansible-test") is None, reason="ansible-test is not installed")
 def test_ansible_test_sanity() -> None:
-    if not _ansible_test_can_bootstrap():
-        pytest.skip("ansible-test cannot bootstrap pip into its venvs offline (no cached get-pip "
-                    "script); see docs/ansible.md")
+    _offline_pip_bootstrap()
     proc = subprocess.run(
         ["ansible-test", "sanity", "--python", f"{sys.version_info.major}.{sys.version_info.minor}",
          "--local", "--test", "validate-modules", "--test", "yamllint", "--test", "compile",
