@@ -44,6 +44,10 @@ from virt_qga.retry import when
 RETRYABLE_ERRNOS = frozenset({errno.EBUSY, errno.EAGAIN})
 
 
+#: Poll interval while waiting for the guest to see a change (agent calls take ~1 ms).
+GUEST_POLL = 0.05
+
+
 class AgentLike(Protocol):
     def get_memory_blocks(self) -> Any: ...
     def set_memory_blocks(self, mem_blks: Any) -> Any: ...
@@ -396,7 +400,7 @@ def _wait_blocks_gone(agent: AgentLike, ids: list[int], deadline: float) -> list
         left = [i for i in ids if i in listed]
         if not left or time.monotonic() >= deadline:
             return left
-        time.sleep(0.3)
+        time.sleep(GUEST_POLL)
 
 
 def _detach_config(domain: DomainLike, dimm: MemoryDevice, result: MemoryResult) -> None:
@@ -478,7 +482,7 @@ def plug(domain: DomainLike, agent: AgentLike, size: int, *, node: int = 0, conf
                   if int(b["phys-index"]) in ids}
         if len(online) == len(ids) or time.monotonic() >= deadline:
             break
-        time.sleep(0.3)
+        time.sleep(GUEST_POLL)
     result.step("guest-detect", t, seen=sorted(online),
                 online_by_guest=sorted(i for i, o in online.items() if o))
     if len(online) != len(ids):

@@ -50,6 +50,10 @@ TRANSIENT_GUEST_TEXTS = ("device or resource busy", "resource temporarily unavai
                          "try again")
 
 
+#: Poll interval while waiting for the guest to see a change (agent calls take ~1 ms).
+GUEST_POLL = 0.05
+
+
 class AgentLike(Protocol):
     def get_vcpus(self) -> Any: ...
     def set_vcpus(self, vcpus: Any) -> int: ...
@@ -565,7 +569,7 @@ def _wait_guest_sees(agent: AgentLike, ids: set[int], deadline: float) -> set[in
                 raise
         if ids <= seen or time.monotonic() >= deadline:
             return ids & seen
-        time.sleep(0.3)
+        time.sleep(GUEST_POLL)
 
 
 def _grow(domain: DomainLike, agent: AgentLike, views: VcpuViews, target: int, config: bool,
