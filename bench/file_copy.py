@@ -80,22 +80,28 @@ def mbps(nbytes: int, seconds: float) -> float:
 
 
 RSS_CHILD = r"""
-import io, resource, sys, time
+import sys
 from virt_qga.agent import GuestAgent
 from virt_qga.workflows import files
+
+def hwm():  # VmHWM: peak RSS of this process image (ru_maxrss survives exec from a big parent)
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise SystemExit("no VmHWM")
+
 kind, target, name, path, direction = sys.argv[1:6]
 if kind == "plain":
     agent = GuestAgent.for_socket(target, timeout=60)
 else:
     agent = GuestAgent.for_domain(name, target, timeout=60)
 agent.ping()
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+base = hwm()
 if direction == "push":
     files.push(agent, path, "/tmp/bench-rss", force=True)
 else:
     files.pull(agent, "/tmp/bench-rss", path, force=True)
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(base, peak)
+print(base, hwm())
 """
 
 
@@ -178,7 +184,7 @@ def main() -> None:
         try:
             for g in guests:
                 run_transport(report, g, src, data, workdir)
-            report("## memory (fresh process, ru_maxrss; verification on)")
+            report("## memory (fresh process, VmHWM in KiB -> MiB; verification on)")
             for g in guests:
                 run_rss(report, g, workdir)
         finally:

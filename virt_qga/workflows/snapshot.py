@@ -536,22 +536,25 @@ class _Run:
         t0 = time.perf_counter()
         errors: list[str] = []
         thawed: int | None = None
+        wait = self.opts.thaw_timeout
         for _attempt in range(2):
             try:
-                thawed = int(agent.fsfreeze_thaw())
+                thawed = int(agent.call("guest-fsfreeze-thaw", timeout=wait))
                 break
             except VirtQgaError as exc:
-                errors.append(str(exc))
+                if str(exc) not in errors:
+                    errors.append(str(exc))
         t1 = time.perf_counter()
         self.result.timings_ms["thaw"] = _ms(t1 - t0)
         if self.frozen_at is not None:
             self.result.frozen_window_ms = _ms(t1 - self.frozen_at)
         self.result.thawed = thawed
         try:
-            status = agent.fsfreeze_status()
+            status = agent.call("guest-fsfreeze-status", timeout=wait)
         except VirtQgaError as exc:
             status = None
-            errors.append(str(exc))
+            if str(exc) not in errors:
+                errors.append(str(exc))
         self.result.timings_ms["verify"] = _ms(time.perf_counter() - t1)
         self.thaw_confirmed = status == "thawed"
         if not self.thaw_confirmed:
@@ -605,7 +608,10 @@ class _Run:
             except VirtQgaError as exc:
                 return "inconsistent", f"virsh snapshot-delete {self.label} {self.name}  # {exc}"
             return "rolled-back", None
-        active = hs.active_sources(self.host)
+        try:
+            active = hs.active_sources(self.host)
+        except VirtQgaError as exc:
+            return "inconsistent", f"virt-qga recover {self.label}  # cannot read the disks: {exc}"
         to_commit = [d.target for d, ov in self.plan if active.get(d.target) == ov]
         if to_commit:
             try:
