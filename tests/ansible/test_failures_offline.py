@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,10 +13,12 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import tool_missing
+
 REPO = Path(__file__).resolve().parents[2]
 COLLECTIONS = REPO / "ansible"
 
-pytestmark = pytest.mark.skipif(shutil.which("ansible-playbook") is None,
+pytestmark = pytest.mark.skipif(tool_missing("ansible-playbook"),
                                 reason="ansible-core is not installed (pip install ansible-core)")
 
 

@@ -19,13 +19,15 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import tool_missing
+
 REPO = Path(__file__).resolve().parents[2]
 COLLECTIONS = REPO / "ansible"
 COLLECTION = COLLECTIONS / "ansible_collections" / "virt_qga" / "guest_agent"
 MODULES = sorted(p.stem for p in (COLLECTION / "plugins" / "modules").glob("*.py"))
 PLUGINS = sorted((COLLECTION / "plugins").rglob("*.py"))
 
-needs_ansible = pytest.mark.skipif(shutil.which("ansible-doc") is None,
+needs_ansible = pytest.mark.skipif(tool_missing("ansible-doc"),
                                    reason="ansible-core is not installed (pip install ansible-core)")
 
 
@@ -93,7 +95,7 @@ def _offline_pip_bootstrap() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(shutil.which("ansible-test") is None, reason="ansible-test is not installed")
+@pytest.mark.skipif(tool_missing("ansible-test"), reason="ansible-test is not installed")
 def test_ansible_test_sanity() -> None:
     _offline_pip_bootstrap()
     proc = subprocess.run(

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -21,12 +20,13 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import tool_missing
 from virt_qga.lab import LabGuest
 
 REPO = Path(__file__).resolve().parents[2]
 COLLECTIONS = REPO / "ansible"
 
-pytestmark = pytest.mark.skipif(shutil.which("ansible-playbook") is None,
+pytestmark = pytest.mark.skipif(tool_missing("ansible-playbook"),
                                 reason="ansible-core is not installed (pip install ansible-core)")
 
 GROUP = "group/virt_qga.guest_agent.guest_agent"

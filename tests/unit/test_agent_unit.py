@@ -55,13 +55,24 @@ def sent_names(t: Recorder) -> list[str]:
     return [c for c, _ in t.sent]
 
 
-def test_unknown_to_this_agent_is_refused_before_sending() -> None:
-    t = Recorder(missing=("guest-get-cpustats",))
+def test_unknown_to_an_older_agent_is_refused_before_sending() -> None:
+    t = Recorder(version="7.0.1", missing=("guest-get-cpustats",))
     agent = GuestAgent(t)
     with pytest.raises(E.CommandNotSupportedError) as info:
         agent.get_cpustats()
-    assert "7.2.0" in str(info.value) and "7.1" in str(info.value)  # names version and 'since'
+    # names the agent's version and the one the command needs ('since' 7.1 in the schema)
+    assert "qemu-ga 7.0.1" in str(info.value) and "needs qemu-ga 7.1 or newer" in str(info.value)
     assert "guest-get-cpustats" not in sent_names(t)
+
+
+def test_unknown_to_a_new_enough_agent_says_not_built_for_this_os() -> None:
+    # qemu-ga 7.2 on Linux: guest-get-devices is Windows-only, so it is absent though 'since' 5.2
+    t = Recorder(version="7.2.0", missing=("guest-get-devices",))
+    with pytest.raises(E.CommandNotSupportedError) as info:
+        GuestAgent(t).get_devices()
+    assert "qemu-ga 7.2.0" in str(info.value) and "not built into this agent" in str(info.value)
+    assert "needs qemu-ga" not in str(info.value)
+    assert "guest-get-devices" not in sent_names(t)
 
 
 def test_disabled_command_is_refused_and_says_disabled() -> None:
