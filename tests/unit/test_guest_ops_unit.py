@@ -126,11 +126,14 @@ def test_exec_exit_code_mapping() -> None:
 def test_chunk_sizes() -> None:
     lib_req, lib_rep = 4 * 1024 * 1024 - 4096, 4 * 1024 * 1024 - 4096
     w = files.write_chunk_size("libvirt", lib_req)
-    r = files.read_chunk_size(lib_rep)
+    r = files.read_chunk_size(lib_rep, "libvirt")
     assert w == 128 * 1024
-    assert r % files.CHUNK_ALIGN == 0 and 2.9e6 < r < 3 * 1024 * 1024
+    assert r == files.LIBVIRT_READ_CAP
     # the base64 of a read chunk plus envelope fits libvirt's 4 MiB RPC string
     assert gexec.b64_len(r) + files.MESSAGE_OVERHEAD <= 4 * 1024 * 1024
+    # a transport with a small reply cap gets what fits, aligned
+    small = files.read_chunk_size(300_000, "libvirt")
+    assert small % files.CHUNK_ALIGN == 0 and gexec.b64_len(small) + files.MESSAGE_OVERHEAD <= 300_000
     assert files.write_chunk_size("socket", 48 * 1024 * 1024) == files.CHUNK_CAP
     assert files.read_chunk_size(80 * 1024 * 1024) == files.CHUNK_CAP
     assert files.chunk_size(10_000) < files.CHUNK_ALIGN  # tiny transports still work

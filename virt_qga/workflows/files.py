@@ -5,9 +5,11 @@ Design (details and measurements in docs/guest-ops.md):
 * **Chunks sized to the transport.** Data travels base64-encoded inside one JSON
   message per chunk, so a chunk's raw size is ~3/4 of what the transport can carry
   (``max_request_bytes`` for writes, ``max_reply_bytes`` for reads), capped by
-  :data:`CHUNK_CAP` (measured fastest; bigger chunks only cost memory) and by qemu-ga's
-  48 MB ``guest-file-read`` cap. Over libvirt reads use just under 3 MiB per chunk,
-  writes 128 KiB: libvirt 9.0 corrupts agent requests above ~200 KB.
+  :data:`CHUNK_CAP` and by qemu-ga's 48 MB ``guest-file-read`` cap. Over libvirt,
+  reads use :data:`LIBVIRT_READ_CAP` (512 KiB) and writes 128 KiB (libvirt 9.0
+  corrupts agent requests above ~200 KB). The rate is bound by the agent's per-byte
+  work (base64 and its character-by-character JSON lexer), not by round trips, so
+  bigger chunks buy little: ``bench/file_copy.py``'s chunk sweep measures it.
 * **Bounded memory.** One chunk is in memory at a time (plus its base64 and JSON
   copies), whatever the file size.
 * **Handles are always closed**, on error and on Ctrl-C (``try/finally``): qemu-ga
@@ -53,9 +55,13 @@ log = logging.getLogger(__name__)
 
 #: qemu-ga refuses guest-file-read counts above 48 MB (GUEST_FILE_READ_COUNT_MAX).
 AGENT_READ_MAX = 48 * 1024 * 1024
-#: Largest chunk we use on any transport. Measured (bench/file_copy.py): beyond a few
-#: MiB the rate is flat while memory keeps growing.
-CHUNK_CAP = 4 * 1024 * 1024
+#: Largest chunk we use on any transport. Measured (bench/file_copy.py, chunk sweep):
+#: past 256 KiB-1 MiB the rate is flat while memory keeps growing.
+CHUNK_CAP = 1024 * 1024
+#: Read chunk over libvirt: its reply path (JSON parse of the agent's reply, then the
+#: remote RPC) gets slower per byte with multi-MiB strings; 256-768 KiB measured best
+#: (11.6-11.9 MB/s against 9.5 MB/s at 3 MiB, qemu-ga 7.2 under TCG).
+LIBVIRT_READ_CAP = 512 * 1024
 #: JSON envelope around the base64 data in one file-read reply / file-write request.
 MESSAGE_OVERHEAD = 1024
 #: Mode of a file pushed from stdin (no source mode) that replaces nothing.
@@ -85,9 +91,11 @@ def write_chunk_size(transport_kind: str, max_request_bytes: int) -> int:
     return chunk_size(gexec.effective_request_cap(transport_kind, max_request_bytes))
 
 
-def read_chunk_size(max_reply_bytes: int) -> int:
-    """Chunk for guest-file-read: the reply cap (just under 3 MiB over libvirt)."""
-    return chunk_size(max_reply_bytes)
+def read_chunk_size(max_reply_bytes: int, transport_kind: str = "socket") -> int:
+    """Chunk for guest-file-read: what the reply cap allows, at most
+    :data:`LIBVIRT_READ_CAP` over libvirt and :data:`CHUNK_CAP` otherwise."""
+    cap = LIBVIRT_READ_CAP if transport_kind == "libvirt" else CHUNK_CAP
+    return chunk_size(max_reply_bytes, cap)
 
 
 @dataclass(frozen=True)
@@ -392,7 +400,8 @@ def _verify(agent: GuestAgent, result: CopyResult, path: str, has_exec: bool, ch
     digest = guest_sha256(agent, path) if has_exec else None
     method = "sha256sum"
     if digest is None:
-        digest = _read_back(agent, path, read_chunk_size(agent.transport.max_reply_bytes))
+        digest = _read_back(agent, path, read_chunk_size(agent.transport.max_reply_bytes,
+                                                            agent.transport.kind))
         method = "read-back"
     if digest != result.sha256:
         raise _fail(f"checksum mismatch for {path}: local {result.sha256}, guest {digest} ({method})",
@@ -423,7 +432,7 @@ def pull(agent: GuestAgent, guest_path: str, dest: str | IO[bytes], *, force: bo
     """Copy a guest file to a local path (written atomically) or a binary stream."""
     t0 = time.monotonic()
     has_exec = gexec.exec_available(agent)
-    chunk = chunk or read_chunk_size(agent.transport.max_reply_bytes)
+    chunk = chunk or read_chunk_size(agent.transport.max_reply_bytes, agent.transport.kind)
     local_target: str | None = None
     if isinstance(dest, str):
         local_target = dest
@@ -508,6 +517,7 @@ def _umask() -> int:
 
 __all__ = [
     "CHUNK_CAP",
+    "LIBVIRT_READ_CAP",
     "CopyResult",
     "Location",
     "chunk_size",
