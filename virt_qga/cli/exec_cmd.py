@@ -62,7 +62,8 @@ def _read_stdin(source: str) -> bytes:
               help="Environment for the command (repeatable). Replaces the agent's environment; "
                    "a default PATH is added unless given.")
 @click.option("--stdin", "stdin", metavar="FILE|-",
-              help="Feed FILE (or our stdin) to the command. Limited to one request: ~3 MiB over libvirt.")
+              help="Feed FILE (or our stdin) to the command. It must fit one request: ~140 KiB over "
+                   "libvirt 9.0, ~36 MiB over the socket; larger input is refused before sending.")
 @click.option("--capture", type=click.Choice(["both", "stdout", "stderr", "merged", "none"]),
               default="both", show_default=True,
               help="Which guest streams to capture (merged: stderr into stdout).")
