@@ -19,7 +19,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from virt_qga.lab import LabGuest
+import pytest
+
+from virt_qga.lab import Lab, LabGuest
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -121,7 +123,13 @@ def test_show_matches_the_three_views(fresh_guest: Callable[..., LabGuest]) -> N
     assert doc["disagreements"] == []
 
 
-def test_grow_2_3_4_then_shrink_to_2(fresh_guest: Callable[..., LabGuest]) -> None:
+@pytest.fixture(autouse=True)
+def _private_state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI processes keep their hot-plug safety markers out of /var/lib/virt-qga."""
+    monkeypatch.setenv("VIRT_QGA_STATE_DIR", str(tmp_path / "state"))
+
+
+def test_grow_2_3_4_then_shrink_to_2(fresh_guest: Callable[..., LabGuest], lab: Lab) -> None:
     g = fresh_guest()
     assert_views(g, {0, 1})
     for n in (3, 4):
@@ -158,6 +166,16 @@ def test_grow_2_3_4_then_shrink_to_2(fresh_guest: Callable[..., LabGuest]) -> No
         assert rc2 == 9 and "refusing" in err2
         assert qemu_present(g) == {0, 1}
         assert _dom(g).state()[0] == 1  # still running
+        # A libvirtd restart corrects libvirt's XML (it re-reads QEMU's vCPUs), but in the lab
+        # the next vCPU plug still crashed QEMU 7.2: the refusal must outlive the stale XML.
+        lab.session.restart_daemon()
+        assert libvirt_view(g) == (2, {0, 1})
+        rc3, _doc3, err3 = cli(g, "vcpus", "set", g.name, "4")
+        assert rc3 == 9 and "refusing" in err3 and "Restart the domain" in err3, err3
+        rc4, _doc4, err4 = cli(g, "memory", "plug", g.name, "256M")
+        assert rc4 == 9 and "refusing" in err4, err4
+        assert qemu_present(g) == {0, 1}
+        assert _dom(g).state()[0] == 1  # QEMU still alive: nothing was hot-plugged
 
 
 def test_vcpu0_is_never_chosen(fresh_guest: Callable[..., LabGuest]) -> None:

@@ -21,7 +21,7 @@ from virt_qga.host.memory import (
     parse_size,
     virtio_mem_resized_xml,
 )
-from virt_qga.host.vcpus import parse_libvirt_vcpus, parse_qemu_cpus, unplug_residue
+from virt_qga.host.vcpus import check_no_residue, parse_libvirt_vcpus, parse_qemu_cpus, unplug_residue
 from virt_qga.workflows import memory as wm
 from virt_qga.workflows import vcpus as wv
 
@@ -398,6 +398,57 @@ def test_grow_refused_after_missed_unplug() -> None:
         wv.set_vcpu_count(dom, agent, 4, timeout=5)
     assert ei.value.exit_code == ExitCode.INCONSISTENT and "refusing" in str(ei.value)
     assert len(dom.calls) == n_calls                              # nothing sent to libvirt
+
+
+WITH_ID = LIVE_XML.replace("<domain type='qemu'><name>hpx</name>",
+                           "<domain type='qemu' id='7'><name>hpx</name>"
+                           "<uuid>4f9c2b1e-0000-4000-8000-00000000abcd</uuid>")
+
+
+def _libvirtd_restarted(dom: FakeDomain) -> None:
+    """What a libvirtd restart did in the lab: it re-read QEMU's vCPUs, XML right again."""
+    present = {c["cpu-index"] for c in dom.fast}
+    for vid in range(4):
+        dom._libvirt_set(vid, vid in present)
+
+
+def test_missed_unplug_is_remembered_across_a_libvirtd_restart() -> None:
+    """In the lab, a libvirtd restart fixed libvirt's XML and the next vCPU plug still
+    crashed QEMU 7.2: the refusal must not depend on libvirt's XML staying stale."""
+    from virt_qga.host.vcpus import unsafe_marker
+
+    dom = FakeDomain(WITH_ID, libvirt_follows=False)
+    agent = FakeVcpuAgent(GUEST_VCPUS_3)
+    dom.guest = agent
+    with pytest.raises(OperationError):
+        wv.set_vcpu_count(dom, agent, 2, timeout=30, libvirt_grace=0.2)
+    marker = unsafe_marker(dom)
+    assert marker is not None and marker["vcpus"] == [2] and marker["id"] == "7"
+    _libvirtd_restarted(dom)
+    assert unplug_residue(parse_libvirt_vcpus(dom.xml()), parse_qemu_cpus(dom.hot, dom.fast)) == []
+    n_calls = len(dom.calls)
+    with pytest.raises(OperationError) as ei:
+        wv.set_vcpu_count(dom, agent, 3, timeout=5)
+    assert ei.value.exit_code == ExitCode.INCONSISTENT and "refusing" in str(ei.value)
+    assert "Restart the domain" in str(ei.value)
+    assert len(dom.calls) == n_calls                              # nothing sent to libvirt
+    with pytest.raises(OperationError):  # the guard DIMM plug/unplug call before touching anything
+        check_no_residue(dom)
+
+
+def test_marker_of_an_earlier_qemu_process_is_dropped() -> None:
+    from virt_qga.host.vcpus import mark_unsafe, unsafe_marker
+
+    dom = FakeDomain(WITH_ID)
+    mark_unsafe(dom, [2])
+    assert unsafe_marker(dom) is not None
+    dom.root.set("id", "8")                                       # the domain was restarted
+    assert unsafe_marker(dom) is None
+    dom.root.set("id", "7")
+    assert unsafe_marker(dom) is None                             # and the old marker is gone
+    agent = FakeVcpuAgent(GUEST_VCPUS_3)
+    dom.guest = agent
+    assert wv.set_vcpu_count(dom, agent, 4, timeout=5).state == "done"
 
 
 def test_bad_n() -> None:

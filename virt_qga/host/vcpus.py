@@ -15,11 +15,16 @@ and, on x86 Linux guests, the guest's logical CPU number.
 
 from __future__ import annotations
 
+import json
+import os
+import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
-from virt_qga.errors import ProtocolError
+from virt_qga.errors import ProtocolError, VirtQgaError
+from virt_qga.state import state_dir
 
 
 class DomainLike(Protocol):
@@ -184,21 +189,97 @@ def unplug_residue(libvirt: LibvirtVcpus, qemu: list[QemuCpu]) -> list[int]:
     return sorted(i for i in libvirt.enabled_ids if i not in present)
 
 
-def check_no_residue(domain: DomainLike) -> None:
-    """Raise OperationError (INCONSISTENT, nothing touched) when :func:`unplug_residue` is
-    not empty; see there for why hot-plugging then is unsafe."""
+#: Sub-directory of :func:`virt_qga.state.state_dir` holding one marker per domain UUID
+#: whose *current* QEMU process took a vCPU unplug that libvirt missed.
+MARKER_DIR = "hotplug-unsafe"
+
+
+def _process_key(domain: DomainLike) -> tuple[str, str] | None:
+    """(UUID, domain ID) from the live XML: the ID changes each time QEMU starts, and
+    survives a libvirt daemon restart, so the pair names one QEMU process."""
+    try:
+        root = domain.xml()
+    except (VirtQgaError, ET.ParseError):  # best effort: the caller reports read errors
+        return None
+    uuid = (root.findtext("uuid") or "").strip()
+    dom_id = root.get("id")
+    if not uuid or dom_id in (None, "-1"):
+        return None
+    return uuid, dom_id
+
+
+def _marker_path(uuid: str) -> Path:
+    return state_dir() / MARKER_DIR / f"{uuid}.json"
+
+
+def mark_unsafe(domain: DomainLike, vcpus: list[int]) -> None:
+    """Remember that this QEMU process took a vCPU unplug libvirt missed.
+
+    Needed because the evidence in libvirt does not last: restarting libvirtd makes it
+    re-read QEMU's vCPUs and its XML is right again, but QEMU 7.2 still crashes on the
+    next hot-plug (measured in the lab: libvirtd restart, then a vCPU plug, QEMU died).
+    """
+    key = _process_key(domain)
+    if key is None:
+        return
+    path = _marker_path(key[0])
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"uuid": key[0], "id": key[1], "domain": domain.name,
+                                   "vcpus": vcpus, "at": time.time()}))
+        os.replace(tmp, path)
+    except OSError:
+        pass  # read-only state dir: the live residue check still protects this run
+
+
+def unsafe_marker(domain: DomainLike) -> dict[str, Any] | None:
+    """The marker of this domain's running QEMU process, if any. A marker left by an
+    earlier QEMU process (another domain ID: the domain was restarted) is removed."""
+    key = _process_key(domain)
+    if key is None:
+        return None
+    path = _marker_path(key[0])
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or str(data.get("id")) != key[1]:
+        try:
+            path.unlink()
+        except OSError:
+            pass
+        return None
+    return data
+
+
+def check_no_residue(domain: DomainLike, libvirt: LibvirtVcpus | None = None,
+                     qemu: list[QemuCpu] | None = None) -> None:
+    """Raise OperationError (INCONSISTENT, nothing touched) when hot-plugging into this
+    QEMU process is known to be unsafe: :func:`unplug_residue` is not empty now, or
+    :func:`mark_unsafe` recorded it earlier for the same QEMU process."""
     from virt_qga.errors import OperationError
     from virt_qga.exitcodes import ExitCode
 
-    residue = unplug_residue(read_libvirt_vcpus(domain), read_qemu_cpus(domain))
+    lv_view = libvirt if libvirt is not None else read_libvirt_vcpus(domain)
+    residue = unplug_residue(lv_view, qemu if qemu is not None else read_qemu_cpus(domain))
+    undo = f"virsh shutdown {domain.name} && virsh start {domain.name}"
     if residue:
+        mark_unsafe(domain, residue)
         raise OperationError(
             f"libvirt still lists vCPU(s) {residue} as enabled but QEMU has unplugged them (a "
             "previous unplug whose completion libvirt missed); refusing to hot-plug anything into "
             "this QEMU process: QEMU 7.2 crashed on the next hot-plug in this state. Restart the "
-            "domain (or the libvirt daemon, so it re-reads QEMU's vCPUs) first",
-            exit_code=ExitCode.INCONSISTENT, state="inconsistent", domain=domain.name,
-            undo=f"virsh shutdown {domain.name} && virsh start {domain.name}")
+            "domain first (restarting libvirtd corrects its XML, but QEMU still crashes)",
+            exit_code=ExitCode.INCONSISTENT, state="inconsistent", domain=domain.name, undo=undo)
+    marker = unsafe_marker(domain)
+    if marker is not None:
+        raise OperationError(
+            f"this QEMU process had vCPU(s) {marker.get('vcpus')} unplugged without libvirt noticing "
+            f"(recorded {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(float(marker.get('at', 0))))}); "
+            "refusing to hot-plug anything into it: QEMU 7.2 crashed on the next hot-plug even after "
+            "libvirtd re-read its vCPUs. Restart the domain first",
+            exit_code=ExitCode.INCONSISTENT, state="inconsistent", domain=domain.name, undo=undo)
 
 
 def outcome_unknown(message: str) -> bool:

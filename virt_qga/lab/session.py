@@ -172,6 +172,16 @@ class LabSession:
             f"the lab libvirtd did not come up within {timeout:.0f} s; see {self.paths.daemon_log}"
         )
 
+    def restart_daemon(self, timeout: float = 30.0) -> None:
+        """Stop the lab's libvirtd and start it again; running domains keep running.
+
+        On start libvirt reconnects to every QEMU and re-reads its state (vCPUs
+        included), which is what an operator's ``systemctl restart libvirtd`` does.
+        """
+        pids = [p for p in self.daemon_pids() if Path((pid_cmdline(p) or [""])[0]).name == "libvirtd"]
+        terminate(pids, grace=10.0)
+        self.ensure_daemon(timeout)
+
     def daemon_pids(self) -> list[int]:
         """libvirtd/virtlogd of the lab (by pidfile, and every process of qgalab when root)."""
         pids: set[int] = set()

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from virt_qga.errors import HostError
+from virt_qga.state import state_dir
 
 __all__ = [
     "PHASES",
@@ -83,16 +84,6 @@ def maybe_frozen(phase: str) -> bool:
 
 def maybe_snapshot(phase: str) -> bool:
     return phase in _MAYBE_SNAPSHOT
-
-
-def state_dir() -> Path:
-    env = os.environ.get("VIRT_QGA_STATE_DIR")
-    if env:
-        return Path(env).expanduser().absolute()
-    if os.geteuid() == 0:
-        return Path("/var/lib/virt-qga")
-    xdg = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(xdg) / "virt-qga"
 
 
 def domain_key(uri: str, domain: str, uuid: str | None = None) -> str:

@@ -36,10 +36,12 @@ from virt_qga.host.vcpus import (
     LibvirtVcpus,
     QemuCpu,
     check_no_residue,
+    mark_unsafe,
     outcome_unknown,
     parse_libvirt_vcpus,
     parse_qemu_cpus,
     unplug_residue,
+    unsafe_marker,
 )
 from virt_qga.retry import when
 
@@ -346,8 +348,8 @@ def reconcile(domain: DomainLike, agent: AgentLike | None, expected: set[int], o
         return Reconciled("inconsistent", views, time.monotonic() - start, polls, diff,
                           "QEMU and the guest agree but libvirt's live XML is stale (it missed the "
                           "unplug completion: QEMU 7.2 reports DEVICE_DELETED for vcpuN/lapic). Do not "
-                          "hot-plug into this QEMU process (QEMU 7.2 crashed on it in the lab); restart "
-                          "the domain, or the libvirt daemon so it re-reads QEMU's vCPUs, then check "
+                          "hot-plug into this QEMU process (QEMU 7.2 crashed on it in the lab, also after a "
+                          "libvirtd restart had corrected libvirt's XML); restart the domain, then check "
                           f"with `virt-qga vcpus {name}`")
     return Reconciled("inconsistent", views, time.monotonic() - start, polls, diff,
                       f"inspect with `virt-qga vcpus {name}`")
@@ -434,8 +436,13 @@ def set_vcpu_count(domain: DomainLike, agent: AgentLike, target: int, *, guest_o
     if not views.libvirt.hotpluggable_ids:
         raise BadInputError("this domain has no hot-pluggable vCPUs (<vcpus> lists none with "
                             "hotpluggable='yes')", field="DOMAIN")
-    if views.qemu is not None and unplug_residue(views.libvirt, views.qemu):
-        check_no_residue(domain)  # raises with the explanation, nothing touched
+    if views.qemu is not None:
+        # raises with the explanation, nothing touched: a stale unplug now, or recorded earlier
+        check_no_residue(domain, views.libvirt, views.qemu)
+    elif (marker := unsafe_marker(domain)) is not None:
+        raise OperationError(f"this QEMU process had vCPU(s) {marker.get('vcpus')} unplugged without "
+                             "libvirt noticing; refusing to hot-plug anything into it. Restart the domain",
+                             exit_code=ExitCode.INCONSISTENT, state="inconsistent", domain=domain.name)
     current = views.libvirt.enabled_ids
     if target < len(current):
         return _shrink(domain, agent, views, target, config, deadline, libvirt_grace)
@@ -527,6 +534,8 @@ def _shrink(domain: DomainLike, agent: AgentLike, views: VcpuViews, target: int,
     rec = reconcile(domain, agent, expected, online_expected if hard_error is None else None, deadline,
                     libvirt_grace=libvirt_grace)
     result.step("reconcile", t, state=rec.state, polls=rec.polls)
+    if rec.views.qemu is not None and (stale := unplug_residue(rec.views.libvirt, rec.views.qemu)):
+        mark_unsafe(domain, stale)  # survives a libvirtd restart that would hide the residue
     result.reconciliation = {"needed": unknown or rec.polls > 1, "libvirt_unknown": unknown,
                              "state": rec.state, "polls": rec.polls, "waited": round(rec.waited, 3),
                              "detail": rec.detail}
@@ -619,6 +628,8 @@ def _grow(domain: DomainLike, agent: AgentLike, views: VcpuViews, target: int, c
     t = time.monotonic()
     rec = reconcile(domain, agent, expected, online_expected, deadline, libvirt_grace=libvirt_grace)
     result.step("reconcile", t, state=rec.state, polls=rec.polls)
+    if rec.views.qemu is not None and (stale := unplug_residue(rec.views.libvirt, rec.views.qemu)):
+        mark_unsafe(domain, stale)  # survives a libvirtd restart that would hide the residue
     result.reconciliation = {"needed": unknown or rec.polls > 1, "libvirt_unknown": unknown,
                              "state": rec.state, "polls": rec.polls, "waited": round(rec.waited, 3),
                              "detail": rec.detail}
