@@ -29,6 +29,7 @@ COMMANDS: dict[str, str] = {
     "call": "virt_qga.cli.agent_cmds:call",
     "snapshot": "virt_qga.cli.snapshot:snapshot",
     "recover": "virt_qga.cli.snapshot:recover",
+    "backup": "virt_qga.cli.backup:backup",
     "exec": "virt_qga.cli.exec_cmd:exec_",
     "cp": "virt_qga.cli.files:cp",
     "osinfo": "virt_qga.cli.guest:osinfo",
@@ -59,6 +60,7 @@ SHORT_HELP: dict[str, str] = {
     "call": "Run any guest agent command, validated against the schema.",
     "snapshot": "Freeze, snapshot and thaw: a consistent snapshot.",
     "recover": "Thaw and clean up after a run that died.",
+    "backup": "Snapshot, copy and merge back: backups of one or many domains.",
     "exec": "Run a command in the guest and exit with its status.",
     "cp": "Copy a file into or out of the guest.",
     "osinfo": "Guest operating system.",
@@ -178,15 +180,14 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(int(exc.exit_code))
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
-    except click.Abort:
-        click.echo("virt-qga: interrupted", err=True)
+    except (click.Abort, KeyboardInterrupt):
+        # with --json a script still gets its one document (cleanup has run by now)
+        _report({"error": "Interrupted", "message": "interrupted by a signal", "exit_code": 130},
+                "interrupted", as_json)
         sys.exit(int(ExitCode.INTERRUPTED))
     except click.ClickException as exc:
         exc.show()
         sys.exit(int(ExitCode.USAGE) if isinstance(exc, click.UsageError) else exc.exit_code)
-    except KeyboardInterrupt:
-        click.echo("virt-qga: interrupted", err=True)
-        sys.exit(int(ExitCode.INTERRUPTED))
     except BrokenPipeError:
         os._exit(int(ExitCode.FAILED))
     except Exception as exc:

@@ -98,6 +98,10 @@ class SnapshotOptions:
     #: libvirt only attaches them inside the frozen window. None: on for local URIs
     #: and file-backed disks.
     precreate: bool | None = None
+    #: A :class:`~virt_qga.workflows.lock.DomainLock` the caller already holds on this
+    #: domain (a backup keeps it from snapshot through copy to commit-back); the
+    #: snapshot then neither takes nor releases the lock itself.
+    held_lock: DomainLock | None = None
 
     def validate(self) -> None:
         if self.mode not in MODES:
@@ -638,8 +642,10 @@ class _Run:
         uri, name, uuid = self.identity()
         base = self.opts.state_dir or state_dir()
         journal = Journal.for_domain(uri, name, uuid, base=base)
-        lock = DomainLock(lock_path(base, journal.key), domain=name, wait=self.opts.wait_lock)
-        lock.acquire()
+        held = self.opts.held_lock
+        lock = held or DomainLock(lock_path(base, journal.key), domain=name, wait=self.opts.wait_lock)
+        if held is None:
+            lock.acquire()
         try:
             self._check_stale(journal)
             self.journal = journal
@@ -649,7 +655,8 @@ class _Run:
             finally:
                 self.signals.restore()
         finally:
-            lock.release()
+            if held is None:
+                lock.release()
 
     def _check_stale(self, journal: Journal) -> None:
         st = journal.load()
@@ -886,11 +893,12 @@ def snapshot(domain: str, uri: str | None = None, *,
 
 def commit_back(domain: str, uri: str | None = None, *, disks: tuple[str, ...] = (),
                 timeout: float = 300.0, wait_lock: float = 0.0,
-                state_dir_: Path | None = None) -> list[dict[str, Any]]:
+                state_dir_: Path | None = None,
+                held_lock: DomainLock | None = None) -> list[dict[str, Any]]:
     """Undo external snapshots: commit the active overlay of each disk into its base.
 
     Default disks: those whose active image is a virt-qga overlay (``*.vqga-*Z.qcow2``).
-    Holds the domain lock while it works.
+    Holds the domain lock while it works (or runs under ``held_lock``, already held).
     """
     import re
 
@@ -900,8 +908,11 @@ def commit_back(domain: str, uri: str | None = None, *, disks: tuple[str, ...] =
     host = Domain.lookup(domain, uri)
     base = state_dir_ or state_dir()
     journal = Journal.for_domain(host.uri, host.name, str(host.dom.UUIDString()), base=base)
-    with DomainLock(lock_path(base, journal.key), domain=host.name, operation="commit-back",
-                    wait=wait_lock):
+    lock = held_lock or DomainLock(lock_path(base, journal.key), domain=host.name,
+                                   operation="commit-back", wait=wait_lock)
+    if held_lock is None:
+        lock.acquire()
+    try:
         targets = list(disks)
         if not targets:
             pat = re.compile(r".*\.vqga-\d{8}T\d{6}(\d{3})?Z\.qcow2$")
@@ -911,3 +922,6 @@ def commit_back(domain: str, uri: str | None = None, *, disks: tuple[str, ...] =
                 raise BadInputError("no disk runs on a virt-qga overlay; name one with --disk",
                                     field="--disk", domain=host.name)
         return [r.to_dict() for r in hs.commit_external(host, targets, timeout)]
+    finally:
+        if held_lock is None:
+            lock.release()

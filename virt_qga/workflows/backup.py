@@ -1,0 +1,305 @@
+"""Backups from cron: consistent snapshot, copy the now-stable base images, merge back.
+
+For each domain, under one per-domain lock held from start to finish:
+
+1. **Refuse leftovers.** A disk already running on a virt-qga overlay (a backup or
+   snapshot that died before its commit-back) would make "the base" only part of the
+   chain; the run stops there and says to run ``virt-qga snapshot DOM --commit-back``.
+2. **Snapshot** with :func:`virt_qga.workflows.snapshot.snapshot` (external mode,
+   freeze/thaw, thaw guard, consistency policy): from here on the guest writes to
+   overlays and the base images no longer change.
+3. **Copy** each base with ``qemu-img convert -O qcow2`` into
+   ``DEST/DOMAIN/.SNAPNAME.partial/TARGET.qcow2``: a standalone image (the base's own
+   backing chain, if any, is flattened into it), streamed by qemu-img in bounded
+   memory, with a deadline. Then a ``manifest.json`` is written and the directory is
+   renamed to ``DEST/DOMAIN/SNAPNAME``: a backup under its final name is complete.
+4. **Merge back, always** (``finally``): the overlays are committed into their bases
+   and deleted, whether the copy worked or not. If that fails, the result is
+   ``inconsistent`` (exit 9) with the command that finishes it.
+5. **Retention** (``keep``): after a successful backup, only the newest ``keep``
+   complete backups of the domain are kept; partial directories of dead runs are
+   removed too.
+
+Many domains run one after the other (copies compete for the same disks anyway); the
+exit code is aggregated by :func:`aggregate_exit` so that cron sees the worst case that
+needs a human: 8 (maybe frozen) before 9 (inconsistent) before 5 (some failed).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from virt_qga.errors import BadInputError, HostError, OperationError, VirtQgaError
+from virt_qga.exitcodes import ExitCode
+from virt_qga.workflows.journal import Journal
+from virt_qga.workflows.lock import DomainLock, lock_path
+from virt_qga.workflows.snapshot import SnapshotOptions, commit_back, snapshot
+
+__all__ = ["BackupResult", "aggregate_exit", "backup", "backup_many", "prune"]
+
+#: What a virt-qga overlay file is called (see host.snapshots.overlay_path).
+OVERLAY_RE = re.compile(r".*\.vqga-\d{8}T\d{6}(\d{3})?Z\.qcow2$")
+#: Backup directory names: the snapshot name (vqga-<UTC time>), sortable.
+BACKUP_DIR_RE = re.compile(r"^vqga-\d{8}T\d{6}(\d{3})?Z$")
+PARTIAL_SUFFIX = ".partial"
+
+
+@dataclass
+class BackupResult:
+    """One domain's backup; ``to_dict`` is the JSON the CLI prints."""
+
+    domain: str
+    state: str = "failed"                  # done | failed | inconsistent | maybe-frozen
+    directory: str | None = None
+    consistency: str | None = None
+    snapshot: dict[str, Any] | None = None
+    disks: list[dict[str, Any]] = field(default_factory=list)
+    committed: list[dict[str, Any]] = field(default_factory=list)
+    pruned: list[str] = field(default_factory=list)
+    timings_s: dict[str, float] = field(default_factory=dict)
+    error: str | None = None
+    undo: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    exit_code: int = int(ExitCode.FAILED)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "domain": self.domain, "ok": self.exit_code in (ExitCode.OK, ExitCode.CRASH_CONSISTENT),
+            "state": self.state, "directory": self.directory, "consistency": self.consistency,
+            "disks": self.disks, "committed": self.committed, "pruned": self.pruned,
+            "timings_s": self.timings_s, "error": self.error, "undo": self.undo,
+            "warnings": self.warnings, "exit_code": self.exit_code, "snapshot": self.snapshot,
+        }
+
+
+def aggregate_exit(codes: list[int]) -> int:
+    """One exit code for a run over many domains.
+
+    Anything that needs a human wins: 8 (a guest may be frozen), then 9 (overlay left,
+    views disagree). Otherwise all good -> 0, or 7 if any backup is crash-consistent
+    only; all failed alike -> that code; all failed differently -> 1; a mix of
+    success and failure -> 5 (partial).
+    """
+    if not codes:
+        return int(ExitCode.OK)
+    for urgent in (ExitCode.MAYBE_FROZEN, ExitCode.INCONSISTENT):
+        if urgent in codes:
+            return int(urgent)
+    good = {int(ExitCode.OK), int(ExitCode.CRASH_CONSISTENT)}
+    if all(c in good for c in codes):
+        return max(codes)
+    if any(c in good for c in codes):
+        return int(ExitCode.PARTIAL)
+    return codes[0] if len(set(codes)) == 1 else int(ExitCode.FAILED)
+
+
+def _qemu_img() -> str:
+    path = shutil.which("qemu-img")
+    if path is None:
+        raise HostError("qemu-img not found (Debian package qemu-utils)")
+    return path
+
+
+def copy_image(source: str, target: Path, timeout: float) -> dict[str, Any]:
+    """``qemu-img convert -O qcow2 SOURCE TARGET`` with a deadline; returns sizes."""
+    start = time.monotonic()
+    try:
+        proc = subprocess.run([_qemu_img(), "convert", "-O", "qcow2", source, str(target)],
+                              capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired as exc:
+        target.unlink(missing_ok=True)
+        raise HostError(f"copying {source} took longer than {timeout:g} s (--copy-timeout)") from exc
+    if proc.returncode != 0:
+        target.unlink(missing_ok=True)
+        msg = (proc.stderr.strip().splitlines() or ["no message"])[-1]
+        raise HostError(f"qemu-img convert {source} failed: {msg}")
+    return {"source": source, "backup": str(target), "bytes": target.stat().st_size,
+            "seconds": round(time.monotonic() - start, 3)}
+
+
+def prune(domain_dir: Path, keep: int) -> list[str]:
+    """Remove all but the newest ``keep`` complete backups, and every partial one."""
+    if keep < 1:
+        raise BadInputError("--keep must be at least 1", field="--keep")
+    if not domain_dir.is_dir():
+        return []
+    complete = sorted(p for p in domain_dir.iterdir() if p.is_dir() and BACKUP_DIR_RE.match(p.name))
+    partial = [p for p in domain_dir.iterdir()
+               if p.is_dir() and p.name.startswith(".") and p.name.endswith(PARTIAL_SUFFIX)]
+    removed = []
+    for p in [*complete[:-keep], *partial]:
+        shutil.rmtree(p, ignore_errors=True)
+        removed.append(str(p))
+    return removed
+
+
+def _leftover_overlays(domain: str, uri: str | None, disks: tuple[str, ...]) -> list[str]:
+    from virt_qga.host import Domain
+    from virt_qga.host import snapshots as hs
+
+    host = Domain.lookup(domain, uri)
+    chosen = hs.select_disks(hs.list_disks(host.xml()), disks)
+    return [f"{d.target} ({d.source})" for d in chosen if d.source and OVERLAY_RE.match(d.source)]
+
+
+def _identity(domain: str, uri: str | None) -> tuple[str, str, str]:
+    from virt_qga.host import Domain
+
+    host = Domain.lookup(domain, uri)
+    return host.uri, host.name, str(host.dom.UUIDString())
+
+
+def backup(domain: str, uri: str | None, dest: Path, *, options: SnapshotOptions | None = None,
+           keep: int | None = None, copy_timeout: float = 3600.0,
+           commit_timeout: float = 600.0) -> BackupResult:
+    """Back up one domain (see the module docstring). Never raises for a per-domain
+    failure: the result carries the state, the error and the exit code."""
+    opts = options or SnapshotOptions()
+    if opts.mode != "external":
+        raise BadInputError("backups use external snapshots (--mode external)", field="--mode")
+    if opts.socket:
+        raise BadInputError("backups need libvirt (an agent socket has no disks to copy)", field="--socket")
+    if keep is not None and keep < 1:
+        raise BadInputError("--keep must be at least 1", field="--keep")
+    result = BackupResult(domain=domain)
+    t0 = time.monotonic()
+    with _sigterm_interrupts():
+        try:
+            _run(result, domain, uri, dest, opts, keep, copy_timeout, commit_timeout)
+        except VirtQgaError as exc:
+            exc.domain = None  # the result already names the domain
+            result.error = str(exc)
+            result.exit_code = int(exc.exit_code)
+            if isinstance(exc, OperationError):
+                result.state = exc.state or result.state
+                result.undo = exc.undo or result.undo
+    result.timings_s["total"] = round(time.monotonic() - t0, 3)
+    return result
+
+
+@contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM (cron's or systemd's timeout) raises KeyboardInterrupt like Ctrl-C, so the
+    ``finally`` that merges the overlays back runs instead of the process just dying."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    old = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def _run(result: BackupResult, domain: str, uri: str | None, dest: Path, opts: SnapshotOptions,
+         keep: int | None, copy_timeout: float, commit_timeout: float) -> None:
+    from virt_qga.state import state_dir
+
+    luri, name, uuid = _identity(domain, uri)
+    base_dir = opts.state_dir or state_dir()
+    journal = Journal.for_domain(luri, name, uuid, base=base_dir)
+    with DomainLock(lock_path(base_dir, journal.key), domain=name, operation="backup",
+                    wait=opts.wait_lock) as lock:
+        _locked(result, name, uri, dest, opts, lock, keep, copy_timeout, commit_timeout)
+
+
+def _locked(result: BackupResult, name: str, uri: str | None, dest: Path, opts: SnapshotOptions,
+            lock: DomainLock, keep: int | None, copy_timeout: float, commit_timeout: float) -> None:
+    leftovers = _leftover_overlays(name, uri, opts.disks)
+    if leftovers:
+        raise OperationError(
+            f"disk(s) {', '.join(leftovers)} already run on a virt-qga overlay (a run that died "
+            f"before its commit-back); a backup now would copy only part of the chain. Run "
+            f"`virt-qga snapshot {name} --commit-back` first", exit_code=ExitCode.INCONSISTENT,
+            state="inconsistent", domain=name, undo=f"virt-qga snapshot {name} --commit-back")
+    domain_dir = dest / name
+    try:
+        domain_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BadInputError(f"cannot create backup directory {domain_dir}: {exc.strerror}",
+                            field="--to", domain=name) from exc
+    if not os.access(domain_dir, os.W_OK | os.X_OK):
+        raise BadInputError(f"backup directory {domain_dir} is not writable", field="--to", domain=name)
+    for stale in domain_dir.glob(f".*{PARTIAL_SUFFIX}"):  # a run that died mid-copy (we hold the lock)
+        shutil.rmtree(stale, ignore_errors=True)
+        result.warnings.append(f"removed the partial backup {stale} of a run that died")
+
+    t = time.monotonic()
+    snap = snapshot(name, uri, options=_with_lock(opts, lock))
+    result.timings_s["snapshot"] = round(time.monotonic() - t, 3)
+    result.snapshot = snap.to_dict()
+    result.consistency = snap.consistency
+    result.warnings.extend(snap.warnings)
+    targets = tuple(o["target"] for o in snap.overlays)
+    partial = domain_dir / f".{snap.name}{PARTIAL_SUFFIX}"
+    copy_error: VirtQgaError | None = None
+    try:
+        t = time.monotonic()
+        partial.mkdir()
+        for ov in snap.overlays:
+            result.disks.append({"target": ov["target"],
+                                 **copy_image(ov["base"], partial / f"{ov['target']}.qcow2", copy_timeout)})
+        (partial / "manifest.json").write_text(json.dumps({
+            "domain": name, "snapshot": snap.name, "consistency": snap.consistency,
+            "consistency_reason": snap.consistency_reason, "disks": result.disks,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }, indent=2) + "\n")
+        final = domain_dir / snap.name
+        os.rename(partial, final)
+        result.directory = str(final)
+        for d in result.disks:
+            d["backup"] = str(final / Path(d["backup"]).name)
+        result.timings_s["copy"] = round(time.monotonic() - t, 3)
+    except (VirtQgaError, OSError) as exc:
+        copy_error = exc if isinstance(exc, VirtQgaError) else HostError(f"copy failed: {exc}")
+        shutil.rmtree(partial, ignore_errors=True)
+    finally:
+        t = time.monotonic()
+        try:
+            if partial.exists():  # interrupted mid-copy: no half backup is left behind
+                shutil.rmtree(partial, ignore_errors=True)
+            if targets:
+                result.committed = commit_back(name, uri, disks=targets, timeout=commit_timeout,
+                                               state_dir_=opts.state_dir, held_lock=lock)
+        except VirtQgaError as exc:
+            raise OperationError(
+                f"merging the overlays back failed: {exc}" + (f" (and the copy failed: {copy_error})"
+                                                              if copy_error else ""),
+                exit_code=ExitCode.INCONSISTENT, state="inconsistent", domain=name,
+                undo=f"virt-qga snapshot {name} --commit-back") from exc
+        result.timings_s["commit_back"] = round(time.monotonic() - t, 3)
+    if copy_error is not None:
+        raise copy_error
+    if keep is not None:
+        result.pruned = prune(domain_dir, keep)
+    result.state = "done"
+    result.exit_code = int(snap.exit_code)
+
+
+def _with_lock(opts: SnapshotOptions, lock: DomainLock) -> SnapshotOptions:
+    from dataclasses import replace
+
+    return replace(opts, mode="external", held_lock=lock)
+
+
+def backup_many(domains: list[str], uri: str | None, dest: Path, **kw: Any) -> tuple[list[BackupResult], int]:
+    """:func:`backup` for each domain in turn; returns the results and the aggregated
+    exit code (:func:`aggregate_exit`)."""
+    results = [backup(d, uri, dest, **kw) for d in domains]
+    return results, aggregate_exit([r.exit_code for r in results])
