@@ -40,7 +40,7 @@ def env() -> dict[str, str]:
 
 def test_expected_modules_present() -> None:
     assert {"virt_qga_info", "virt_qga_exec", "virt_qga_copy", "virt_qga_snapshot",
-            "virt_qga_vcpus", "virt_qga_memory"} <= set(MODULES)
+            "virt_qga_vcpus", "virt_qga_memory", "virt_qga_backup"} <= set(MODULES)
 
 
 @needs_ansible

@@ -257,7 +257,7 @@ def test_copy_push_pull_idempotent(tmp_path: Path, guests: dict[str, LabGuest]) 
     assert r["pull_missing"]["failed"] is True and r["pull_missing"]["exit_code"] == 2
 
 
-def test_snapshot_vcpus_memory_on_a_fresh_guest(tmp_path: Path, fresh_guest: Any,
+def test_snapshot_backup_vcpus_memory_on_a_fresh_guest(tmp_path: Path, fresh_guest: Any,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     """The changing modules on a throw-away guest: check mode changes nothing, a second
     run at the same target reports no change, and the real changes happen."""
@@ -274,6 +274,15 @@ def test_snapshot_vcpus_memory_on_a_fresh_guest(tmp_path: Path, fresh_guest: Any
         {"name": "commit back", M + "virt_qga_snapshot": {"commit_back": True}, "register": "cb"},
         {"name": "commit back again: nothing to do", M + "virt_qga_snapshot": {"commit_back": True},
          "register": "cb2"},
+        {"name": "backup, check mode", M + "virt_qga_backup": {"dest": str(tmp_path / "bk")},
+         "check_mode": True, "register": "bk_check"},
+        {"name": "backup", M + "virt_qga_backup": {"dest": str(tmp_path / "bk"), "keep": 1},
+         "register": "bk1"},
+        {"name": "backup again, keep 1", M + "virt_qga_backup": {"dest": str(tmp_path / "bk"), "keep": 1},
+         "register": "bk2"},
+        {"name": "backup below a file fails cleanly",
+         M + "virt_qga_backup": {"dest": "/etc/passwd/below-a-file"}, "ignore_errors": True,
+         "register": "bk_bad"},
         {"name": "vcpus already 2", M + "virt_qga_vcpus": {"count": 2}, "register": "v2"},
         {"name": "vcpus 3, check mode", M + "virt_qga_vcpus": {"count": 3}, "check_mode": True,
          "register": "v3_check"},
@@ -295,6 +304,14 @@ def test_snapshot_vcpus_memory_on_a_fresh_guest(tmp_path: Path, fresh_guest: Any
     assert len(snap["overlays"]) == 1 and 0 < snap["frozen_window_ms"] < 10_000
     assert r["cb"]["changed"] is True and r["cb"]["committed"][0]["target"] == "vda"
     assert r["cb2"]["changed"] is False
+    assert r["bk_check"]["changed"] is True and "directory" not in r["bk_check"]
+    assert r["bk1"]["changed"] is True and r["bk1"]["consistency"] == "filesystem"
+    assert [d["target"] for d in r["bk1"]["disks"]] == ["vda"]
+    assert r["bk2"]["pruned"] == [r["bk1"]["directory"]]
+    assert sorted((tmp_path / "bk" / g.name).iterdir()) == [Path(r["bk2"]["directory"])]
+    assert (Path(r["bk2"]["directory"]) / "vda.qcow2").stat().st_size > 0
+    bad = r["bk_bad"]
+    assert bad["failed"] is True and bad["exit_code"] == 2 and "cannot create backup directory" in bad["msg"]
 
     assert r["v2"]["changed"] is False
     assert r["v3_check"]["changed"] is True and "after" not in r["v3_check"]
