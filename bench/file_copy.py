@@ -115,7 +115,7 @@ def sweep(report: Any, agent: Any, data: bytes, kind: str) -> None:
             cells.append(f"{c >> 10}K {mbps(moved, t):.2f}")
         # fit the small chunks only: past ~256 KiB libvirt's reply path bends the line
         a, b = fit_line([p for p in pts if p[0] <= 256])
-        rates = {c: mbps(1, t / 1e3) * c * 1024 for c, t in pts}
+        rates = {kib: mbps(int(kib * 1024), ms / 1e3) for kib, ms in pts}  # MB/s per chunk size
         best = max(rates.values())
         report(f"  {op}: " + ", ".join(cells) + " MB/s")
         report(f"        fit (<= 256 KiB): {a:.2f} ms per call + {b * 1024:.0f} ms per MiB; "

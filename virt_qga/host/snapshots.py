@@ -44,7 +44,9 @@ __all__ = [
     "delete_metadata",
     "external_snapshot_xml",
     "internal_snapshot_xml",
+    "is_default_name",
     "is_local_uri",
+    "is_vqga_overlay",
     "list_disks",
     "overlay_path",
     "precreate_overlay",
@@ -55,6 +57,8 @@ __all__ = [
 #: Names virt-qga gives snapshots: ``vqga-20261125T055501Z`` (UTC, sortable).
 NAME_PREFIX = "vqga-"
 _DEFAULT_NAME_RE = re.compile(r"vqga-\d{8}T\d{6}(?:\d{3})?Z")
+#: Overlay files virt-qga names (see :func:`overlay_path`): ``<stem>.vqga-<UTC time>Z.qcow2``.
+_OVERLAY_RE = re.compile(r".*\." + _DEFAULT_NAME_RE.pattern + r"\.qcow2")
 _NAME_OK = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,99}")
 
 
@@ -133,6 +137,16 @@ def select_disks(disks: list[DiskInfo], requested: list[str] | tuple[str, ...]) 
 def default_snapshot_name(now: datetime | None = None) -> str:
     now = now or datetime.now(UTC)
     return NAME_PREFIX + now.strftime("%Y%m%dT%H%M%S") + f"{now.microsecond // 1000:03d}Z"
+
+
+def is_default_name(name: str) -> bool:
+    """True for a name :func:`default_snapshot_name` makes (``vqga-<UTC time>Z``)."""
+    return _DEFAULT_NAME_RE.fullmatch(name) is not None
+
+
+def is_vqga_overlay(path: str | None) -> bool:
+    """True for an overlay file virt-qga created (``*.vqga-<UTC time>Z.qcow2``)."""
+    return bool(path) and _OVERLAY_RE.fullmatch(str(path)) is not None
 
 
 def check_snapshot_name(name: str) -> str:

@@ -263,7 +263,6 @@ def check_no_residue(domain: DomainLike, libvirt: LibvirtVcpus | None = None,
 
     lv_view = libvirt if libvirt is not None else read_libvirt_vcpus(domain)
     residue = unplug_residue(lv_view, qemu if qemu is not None else read_qemu_cpus(domain))
-    undo = f"virsh shutdown {domain.name} && virsh start {domain.name}"
     if residue:
         mark_unsafe(domain, residue)
         raise OperationError(
@@ -271,7 +270,17 @@ def check_no_residue(domain: DomainLike, libvirt: LibvirtVcpus | None = None,
             "previous unplug whose completion libvirt missed); refusing to hot-plug anything into "
             "this QEMU process: QEMU 7.2 crashed on the next hot-plug in this state. Restart the "
             "domain first (restarting libvirtd corrects its XML, but QEMU still crashes)",
-            exit_code=ExitCode.INCONSISTENT, state="inconsistent", domain=domain.name, undo=undo)
+            exit_code=ExitCode.INCONSISTENT, state="inconsistent", domain=domain.name,
+            undo=f"virsh shutdown {domain.name} && virsh start {domain.name}")
+    check_not_marked(domain)
+
+
+def check_not_marked(domain: DomainLike) -> None:
+    """Raise OperationError (INCONSISTENT, nothing touched) when :func:`mark_unsafe`
+    recorded a missed vCPU unplug for this domain's running QEMU process."""
+    from virt_qga.errors import OperationError
+    from virt_qga.exitcodes import ExitCode
+
     marker = unsafe_marker(domain)
     if marker is not None:
         raise OperationError(
@@ -279,7 +288,8 @@ def check_no_residue(domain: DomainLike, libvirt: LibvirtVcpus | None = None,
             f"(recorded {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(float(marker.get('at', 0))))}); "
             "refusing to hot-plug anything into it: QEMU 7.2 crashed on the next hot-plug even after "
             "libvirtd re-read its vCPUs. Restart the domain first",
-            exit_code=ExitCode.INCONSISTENT, state="inconsistent", domain=domain.name, undo=undo)
+            exit_code=ExitCode.INCONSISTENT, state="inconsistent", domain=domain.name,
+            undo=f"virsh shutdown {domain.name} && virsh start {domain.name}")
 
 
 def outcome_unknown(message: str) -> bool:

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -37,22 +36,24 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from virt_qga.errors import BadInputError, HostError, OperationError, VirtQgaError
 from virt_qga.exitcodes import ExitCode
+from virt_qga.state import state_dir
 from virt_qga.workflows.journal import Journal
 from virt_qga.workflows.lock import DomainLock, lock_path
 from virt_qga.workflows.snapshot import SnapshotOptions, commit_back, snapshot
 
+if TYPE_CHECKING:
+    from virt_qga.host import Domain
+
 __all__ = ["BackupResult", "aggregate_exit", "backup", "backup_many", "prune"]
 
-#: What a virt-qga overlay file is called (see host.snapshots.overlay_path).
-OVERLAY_RE = re.compile(r".*\.vqga-\d{8}T\d{6}(\d{3})?Z\.qcow2$")
-#: Backup directory names: the snapshot name (vqga-<UTC time>), sortable.
-BACKUP_DIR_RE = re.compile(r"^vqga-\d{8}T\d{6}(\d{3})?Z$")
+#: A copy in progress lives in ``.SNAPSHOT.partial``; complete backups are named by the
+#: snapshot's default name (``vqga-<UTC time>Z``, sortable).
 PARTIAL_SUFFIX = ".partial"
 
 
@@ -135,7 +136,9 @@ def prune(domain_dir: Path, keep: int) -> list[str]:
         raise BadInputError("--keep must be at least 1", field="--keep")
     if not domain_dir.is_dir():
         return []
-    complete = sorted(p for p in domain_dir.iterdir() if p.is_dir() and BACKUP_DIR_RE.match(p.name))
+    from virt_qga.host.snapshots import is_default_name
+
+    complete = sorted(p for p in domain_dir.iterdir() if p.is_dir() and is_default_name(p.name))
     partial = [p for p in domain_dir.iterdir()
                if p.is_dir() and p.name.startswith(".") and p.name.endswith(PARTIAL_SUFFIX)]
     removed = []
@@ -145,20 +148,12 @@ def prune(domain_dir: Path, keep: int) -> list[str]:
     return removed
 
 
-def _leftover_overlays(domain: str, uri: str | None, disks: tuple[str, ...]) -> list[str]:
-    from virt_qga.host import Domain
+def _leftover_overlays(host: Domain, disks: tuple[str, ...]) -> list[str]:
+    """The chosen disks that already run on a virt-qga overlay, as ``target (path)``."""
     from virt_qga.host import snapshots as hs
 
-    host = Domain.lookup(domain, uri)
     chosen = hs.select_disks(hs.list_disks(host.xml()), disks)
-    return [f"{d.target} ({d.source})" for d in chosen if d.source and OVERLAY_RE.match(d.source)]
-
-
-def _identity(domain: str, uri: str | None) -> tuple[str, str, str]:
-    from virt_qga.host import Domain
-
-    host = Domain.lookup(domain, uri)
-    return host.uri, host.name, str(host.dom.UUIDString())
+    return [f"{d.target} ({d.source})" for d in chosen if hs.is_vqga_overlay(d.source)]
 
 
 def backup(domain: str, uri: str | None, dest: Path, *, options: SnapshotOptions | None = None,
@@ -209,19 +204,20 @@ def _sigterm_interrupts() -> Iterator[None]:
 
 def _run(result: BackupResult, domain: str, uri: str | None, dest: Path, opts: SnapshotOptions,
          keep: int | None, copy_timeout: float, commit_timeout: float) -> None:
-    from virt_qga.state import state_dir
+    from virt_qga.host import Domain
 
-    luri, name, uuid = _identity(domain, uri)
+    host = Domain.lookup(domain, uri)
     base_dir = opts.state_dir or state_dir()
-    journal = Journal.for_domain(luri, name, uuid, base=base_dir)
-    with DomainLock(lock_path(base_dir, journal.key), domain=name, operation="backup",
+    journal = Journal.for_domain(host.uri, host.name, str(host.dom.UUIDString()), base=base_dir)
+    with DomainLock(lock_path(base_dir, journal.key), domain=host.name, operation="backup",
                     wait=opts.wait_lock) as lock:
-        _locked(result, name, uri, dest, opts, lock, keep, copy_timeout, commit_timeout)
+        _locked(result, host, uri, dest, opts, lock, keep, copy_timeout, commit_timeout)
 
 
-def _locked(result: BackupResult, name: str, uri: str | None, dest: Path, opts: SnapshotOptions,
+def _locked(result: BackupResult, host: Domain, uri: str | None, dest: Path, opts: SnapshotOptions,
             lock: DomainLock, keep: int | None, copy_timeout: float, commit_timeout: float) -> None:
-    leftovers = _leftover_overlays(name, uri, opts.disks)
+    name = host.name
+    leftovers = _leftover_overlays(host, opts.disks)
     if leftovers:
         raise OperationError(
             f"disk(s) {', '.join(leftovers)} already run on a virt-qga overlay (a run that died "
@@ -241,7 +237,7 @@ def _locked(result: BackupResult, name: str, uri: str | None, dest: Path, opts: 
         result.warnings.append(f"removed the partial backup {stale} of a run that died")
 
     t = time.monotonic()
-    snap = snapshot(name, uri, options=_with_lock(opts, lock))
+    snap = snapshot(name, uri, options=replace(opts, held_lock=lock))
     result.timings_s["snapshot"] = round(time.monotonic() - t, 3)
     result.snapshot = snap.to_dict()
     result.consistency = snap.consistency
@@ -268,11 +264,10 @@ def _locked(result: BackupResult, name: str, uri: str | None, dest: Path, opts: 
         result.timings_s["copy"] = round(time.monotonic() - t, 3)
     except (VirtQgaError, OSError) as exc:
         copy_error = exc if isinstance(exc, VirtQgaError) else HostError(f"copy failed: {exc}")
-        shutil.rmtree(partial, ignore_errors=True)
     finally:
         t = time.monotonic()
         try:
-            if partial.exists():  # interrupted mid-copy: no half backup is left behind
+            if partial.exists():  # failed or interrupted mid-copy: no half backup is left behind
                 shutil.rmtree(partial, ignore_errors=True)
             if targets:
                 result.committed = commit_back(name, uri, disks=targets, timeout=commit_timeout,
@@ -290,12 +285,6 @@ def _locked(result: BackupResult, name: str, uri: str | None, dest: Path, opts: 
         result.pruned = prune(domain_dir, keep)
     result.state = "done"
     result.exit_code = int(snap.exit_code)
-
-
-def _with_lock(opts: SnapshotOptions, lock: DomainLock) -> SnapshotOptions:
-    from dataclasses import replace
-
-    return replace(opts, mode="external", held_lock=lock)
 
 
 def backup_many(domains: list[str], uri: str | None, dest: Path, **kw: Any) -> tuple[list[BackupResult], int]:

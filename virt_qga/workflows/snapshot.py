@@ -900,8 +900,6 @@ def commit_back(domain: str, uri: str | None = None, *, disks: tuple[str, ...] =
     Default disks: those whose active image is a virt-qga overlay (``*.vqga-*Z.qcow2``).
     Holds the domain lock while it works (or runs under ``held_lock``, already held).
     """
-    import re
-
     from virt_qga.host import Domain
     from virt_qga.host import snapshots as hs
 
@@ -915,9 +913,8 @@ def commit_back(domain: str, uri: str | None = None, *, disks: tuple[str, ...] =
     try:
         targets = list(disks)
         if not targets:
-            pat = re.compile(r".*\.vqga-\d{8}T\d{6}(\d{3})?Z\.qcow2$")
             targets = [d.target for d in hs.list_disks(host.xml())
-                       if d.source and pat.match(d.source) and d.backing]
+                       if hs.is_vqga_overlay(d.source) and d.backing]
             if not targets:
                 raise BadInputError("no disk runs on a virt-qga overlay; name one with --disk",
                                     field="--disk", domain=host.name)

@@ -36,12 +36,12 @@ from virt_qga.host.vcpus import (
     LibvirtVcpus,
     QemuCpu,
     check_no_residue,
+    check_not_marked,
     mark_unsafe,
     outcome_unknown,
     parse_libvirt_vcpus,
     parse_qemu_cpus,
     unplug_residue,
-    unsafe_marker,
 )
 from virt_qga.retry import when
 
@@ -439,10 +439,8 @@ def set_vcpu_count(domain: DomainLike, agent: AgentLike, target: int, *, guest_o
     if views.qemu is not None:
         # raises with the explanation, nothing touched: a stale unplug now, or recorded earlier
         check_no_residue(domain, views.libvirt, views.qemu)
-    elif (marker := unsafe_marker(domain)) is not None:
-        raise OperationError(f"this QEMU process had vCPU(s) {marker.get('vcpus')} unplugged without "
-                             "libvirt noticing; refusing to hot-plug anything into it. Restart the domain",
-                             exit_code=ExitCode.INCONSISTENT, state="inconsistent", domain=domain.name)
+    else:  # QEMU's view unreadable: at least honour a missed unplug recorded earlier
+        check_not_marked(domain)
     current = views.libvirt.enabled_ids
     if target < len(current):
         return _shrink(domain, agent, views, target, config, deadline, libvirt_grace)
