@@ -219,3 +219,34 @@ def test_rows_and_formatting() -> None:
     assert rows[0][:3] == ("lo", "", "127.0.0.1/8") and rows[0][5] == "1"
     assert guest_info.human_bytes(1536) == "1.5 KiB"
     assert guest_info.format_ns(1_700_000_000_123_456_789) == "2023-11-14T22:13:20.123456Z"
+
+
+def _libvirt_agent() -> object:  # an agent whose transport is libvirt
+    from types import SimpleNamespace
+
+    return SimpleNamespace(transport=SimpleNamespace(kind="libvirt"))
+
+
+@pytest.mark.parametrize("message", [
+    "libvirt error: Unable to encode message payload",                                    # > 4 MiB RPC
+    "libvirt error: No complete agent response found in 10485760 bytes: Numerical result out of range",
+])
+def test_status_failure_from_an_oversized_reply_says_the_output_is_lost(message: str) -> None:
+    from virt_qga.errors import AgentNotConnectedError, HostError
+
+    for exc in (HostError(message), AgentNotConnectedError(message)):
+        err = gexec._status_failed(exc, 114, _libvirt_agent())  # type: ignore[arg-type]
+        assert err.exit_code == 125 and "larger than libvirt can carry" in str(err)
+        assert "reaped" in str(err)
+
+
+def test_status_failure_from_a_silent_agent_does_not_blame_the_output_size() -> None:
+    """Seen in the lab with qemu-ga SIGSTOPped in the guest: libvirt says only 'not
+    available'. Nothing was reaped; the command may still run."""
+    from virt_qga.errors import AgentNotConnectedError
+
+    exc = AgentNotConnectedError("guest agent is not responding (Guest agent not available for now)")
+    err = gexec._status_failed(exc, 114, _libvirt_agent())  # type: ignore[arg-type]
+    assert err.exit_code == 125 and err.state == "unknown"
+    assert "larger" not in str(err) and "reaped" not in str(err)
+    assert "may still be running in the guest (pid 114)" in str(err)

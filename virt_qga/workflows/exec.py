@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from virt_qga.errors import (
     AgentTimeoutError,
+    AgentUnavailableError,
     BadInputError,
     CommandNotSupportedError,
     OperationError,
@@ -236,25 +237,33 @@ def start(agent: GuestAgent, argv: Sequence[str], *, env: Sequence[str] = (),
 
 
 def _status_failed(exc: VirtQgaError, pid: int, agent: GuestAgent) -> OperationError:
-    """guest-exec-status itself failed: explain the likely cause (an oversized reply)."""
-    kind = agent.transport.kind
+    """guest-exec-status itself failed: explain the likely cause.
+
+    Over libvirt an oversized reply (libvirt's "Unable to encode message payload", "No
+    complete agent response found in 10485760 bytes") means the agent has already
+    reaped the process. An agent that stopped answering (no size hint in the error)
+    says nothing about the process: it may still be running.
+    """
     text = str(exc)
     low = text.lower()
     size_hint = any(s in low for s in ("too large", "exceeds", "string length", "bytes",
                                        "encode", "message payload", "rpc", "complete agent response"))
-    if kind == "libvirt":
-        why = (" The reply was probably larger than libvirt can carry (4 MiB RPC string: about "
-               "3 MiB of output in total; libvirtd also refuses agent replies over 10 MiB)."
-               if size_hint or not isinstance(exc, AgentTimeoutError) else "")
-        return OperationError(
-            f"guest-exec-status for pid {pid} failed: {text}.{why} The agent has reaped the "
-            "process, so its exit status and output are lost. Redirect large output to a file in "
-            "the guest (e.g. `-- sh -c 'cmd > /tmp/out'`) and fetch it with `virt-qga cp`",
-            exit_code=ExitCode.EXEC_FAILED, state="unknown", command="guest-exec-status",
-            result={"pid": pid})
-    return OperationError(f"guest-exec-status for pid {pid} failed: {text}",
-                          exit_code=ExitCode.EXEC_FAILED, state="unknown",
-                          command="guest-exec-status", result={"pid": pid})
+
+    def failed(why: str = "") -> OperationError:
+        return OperationError(f"guest-exec-status for pid {pid} failed: {text}{why}",
+                              exit_code=ExitCode.EXEC_FAILED, state="unknown",
+                              command="guest-exec-status", result={"pid": pid})
+
+    if agent.transport.kind == "libvirt" and (size_hint or not isinstance(exc, AgentUnavailableError)):
+        return failed(". The reply was probably larger than libvirt can carry (4 MiB RPC string: "
+                      "about 3 MiB of output in total; libvirtd also refuses agent replies over "
+                      "10 MiB). The agent has reaped the process, so its exit status and output are "
+                      "lost. Redirect large output to a file in the guest (e.g. `-- sh -c 'cmd > "
+                      "/tmp/out'`) and fetch it with `virt-qga cp`")
+    if isinstance(exc, AgentUnavailableError):
+        return failed(f". The guest agent stopped answering; the command may still be running in "
+                      f"the guest (pid {pid}), its status is unknown")
+    return failed()
 
 
 def wait(agent: GuestAgent, pid: int, *, timeout: float, capture: str = "both",
