@@ -12,6 +12,7 @@ import pytest
 from virt_qga import errors as E
 from virt_qga.exitcodes import ExitCode
 from virt_qga.libvirt_errors import map_libvirt_error
+from virt_qga.outcome import State
 from virt_qga.transport.replies import error_from_reply, sanitize
 
 
@@ -71,7 +72,42 @@ def test_exit_codes_are_distinct_per_family() -> None:
     assert E.AgentTimeoutError("x").exit_code == ExitCode.TIMEOUT
     assert E.DomainNotFoundError("x").exit_code == ExitCode.DOMAIN
     assert E.LockBusyError("x").exit_code == ExitCode.LOCKED
-    assert E.OperationError("x", exit_code=ExitCode.PARTIAL).exit_code == ExitCode.PARTIAL
+    assert E.OperationError("x", state=State.PARTIAL).exit_code == ExitCode.PARTIAL
+
+
+def test_operation_error_code_follows_state_and_cause() -> None:
+    # states that need a human keep their code whatever stopped the workflow
+    timeout = E.AgentTimeoutError("slow")
+    assert E.OperationError("x", state=State.MAYBE_FROZEN, cause=timeout).exit_code == ExitCode.MAYBE_FROZEN
+    assert E.OperationError("x", state=State.INCONSISTENT, cause=KeyboardInterrupt()).exit_code \
+        == ExitCode.INCONSISTENT
+    # clean states take the cause's code, else their own
+    assert E.OperationError("x", state=State.ROLLED_BACK, cause=timeout).exit_code == ExitCode.TIMEOUT
+    assert E.OperationError("x", state=State.ROLLED_BACK, cause=E.Interrupted(15)).exit_code \
+        == ExitCode.INTERRUPTED
+    assert E.OperationError("x", state=State.ROLLED_BACK).exit_code == ExitCode.FAILED
+    assert E.OperationError("x", state=State.PENDING).exit_code == ExitCode.PARTIAL
+    assert E.OperationError("x", state=State.PENDING, cause=timeout).exit_code == ExitCode.TIMEOUT
+    assert E.OperationError("x", state=State.STALE_JOURNAL, cause=State.MAYBE_FROZEN).exit_code \
+        == ExitCode.MAYBE_FROZEN
+    assert E.OperationError("x", state=State.UNCHANGED, cause=E.AgentNotConnectedError("gone")).exit_code \
+        == ExitCode.AGENT_UNAVAILABLE
+    assert E.OperationError("x", state="rolled-back").to_dict()["state"] == "rolled-back"
+
+
+def test_every_state_has_an_exit_code() -> None:
+    from virt_qga.exitcodes import EXIT_BY_STATE
+
+    assert set(EXIT_BY_STATE) == set(State)
+
+
+def test_option_refs_are_spelled_by_the_front_end() -> None:
+    exc = E.BadInputError(f"{E.option_ref('max_frozen')} must be in (0, 600] seconds", field="max_frozen")
+    assert str(exc) == "max_frozen must be in (0, 600] seconds"
+    assert E.render_options(exc.message, lambda n: "--" + n.replace("_", "-")) \
+        == "--max-frozen must be in (0, 600] seconds"
+    # user text with braces or percent signs is never taken for a reference
+    assert str(E.BadInputError("no such dir {x} 100%")) == "no such dir {x} 100%"
 
 
 def test_guest_error_reply_keeps_class_and_desc() -> None:
