@@ -8,10 +8,10 @@ import itertools
 
 import pytest
 
+from virt_qga.cli.files import Location, parse_location
 from virt_qga.errors import BadInputError, VirtQgaError
 from virt_qga.workflows import exec as gexec
 from virt_qga.workflows import files, guest_info
-from virt_qga.workflows.files import Location, parse_location
 
 # ------------------------------------------------------------------ exec
 
@@ -110,12 +110,17 @@ def test_output_limits() -> None:
 def test_exec_exit_code_mapping() -> None:
     from virt_qga.cli.exec_cmd import _exit_code_for
     from virt_qga.errors import AgentTimeoutError, GuestError, OperationError
-    from virt_qga.exitcodes import ExitCode
+    from virt_qga.outcome import State
 
-    nf = GuestError("Failed to execute child process “/x” (No such file or directory)")
+    classify = gexec.classify_start_failure
+    nf = classify(GuestError("Failed to execute child process “/x” (No such file or directory)"))
     assert _exit_code_for(nf) == 127
-    assert _exit_code_for(GuestError("Failed to execute child process “/x” (Permission denied)")) == 126
-    assert _exit_code_for(OperationError("t", exit_code=ExitCode.EXEC_TIMEOUT)) == 124
+    denied = classify(GuestError("Failed to execute child process “/x” (Permission denied)"))
+    assert _exit_code_for(denied) == 126
+    other = GuestError("Failed to execute child process “/x” (Exec format error)")
+    assert classify(other) is other and _exit_code_for(other) == 125
+    assert _exit_code_for(OperationError("t", state=State.RUNNING)) == 124
+    assert _exit_code_for(OperationError("t", state=State.RUNNING, cause=KeyboardInterrupt())) == 130
     assert _exit_code_for(AgentTimeoutError("agent slow")) == 125
     assert _exit_code_for(VirtQgaError("other")) == 125
 

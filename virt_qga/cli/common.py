@@ -10,26 +10,34 @@ import click
 
 from virt_qga.cli.context import get_ctx
 from virt_qga.errors import BadInputError
+from virt_qga.workflows.target import Target
 
 if TYPE_CHECKING:
     from virt_qga.agent import GuestAgent
-
-#: DOMAIN may name a socket directly: ``unix:/path/to/qga.sock``.
-SOCKET_PREFIX = "unix:"
+    from virt_qga.host import Domain
 
 domain_argument = click.argument("domain", metavar="DOMAIN")
 
 
+def resolve(domain: str) -> Target:
+    """DOMAIN (or ``unix:PATH``) with the global ``--connect``/``--socket``, resolved."""
+    c = get_ctx()
+    return Target.resolve(domain, uri=c.connect, socket=c.socket)
+
+
+def open_domain(domain: str, what: str) -> Domain:
+    """The libvirt side of a running DOMAIN, for commands that change the domain itself
+    (``what`` names them in the error when DOMAIN is an agent socket)."""
+    from virt_qga.connection import require_running
+
+    d = resolve(domain).domain(what)
+    require_running(d.dom)
+    return d
+
+
 def open_agent(domain: str) -> GuestAgent:
     """The agent for DOMAIN, over the socket (``--socket`` or ``unix:PATH``) or libvirt."""
-    from virt_qga.agent import GuestAgent
-
-    c = get_ctx()
-    if domain.startswith(SOCKET_PREFIX):
-        return GuestAgent.for_socket(domain[len(SOCKET_PREFIX):], timeout=c.timeout, name=domain)
-    if c.socket:
-        return GuestAgent.for_socket(c.socket, timeout=c.timeout, name=domain)
-    return GuestAgent.for_domain(domain, c.connect, timeout=c.timeout)
+    return resolve(domain).agent(get_ctx().timeout)
 
 
 def clean(value: Any) -> str:

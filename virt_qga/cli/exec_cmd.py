@@ -10,7 +10,7 @@ import click
 
 from virt_qga.cli.common import clean, domain_argument, open_agent
 from virt_qga.cli.context import emit, get_ctx
-from virt_qga.errors import VirtQgaError
+from virt_qga.errors import GuestExecStartError, VirtQgaError
 from virt_qga.exitcodes import ExitCode
 
 #: Read at most this much stdin; the real (smaller) limit is checked per transport.
@@ -28,14 +28,10 @@ def _exit_code_for(exc: VirtQgaError) -> int:
     """exec's own failures: 124 timeout, 130 Ctrl-C while waiting (the guest process
     runs on), 127/126 command not found / not executable (as env(1) and the shell do),
     125 anything else."""
+    if isinstance(exc, GuestExecStartError):
+        return int(ExitCode.EXEC_NOT_FOUND if exc.not_found else ExitCode.EXEC_CANNOT_RUN)
     if exc.exit_code in (ExitCode.EXEC_TIMEOUT, ExitCode.INTERRUPTED):
         return int(exc.exit_code)
-    text = str(exc)
-    if "Failed to execute child process" in text:
-        if "No such file" in text:
-            return 127
-        if "Permission denied" in text:
-            return 126
     return int(ExitCode.EXEC_FAILED)
 
 
@@ -88,13 +84,7 @@ def exec_(ctx: click.Context, domain: str, argv: tuple[str, ...], timeout: float
         result = wf.run(agent, list(argv), timeout=timeout, env=list(env), stdin=data,
                         capture=capture, cwd=cwd)
     except VirtQgaError as exc:
-        code = _exit_code_for(exc)
-        if code in (126, 127):  # not in the ExitCode table: report here, exit like a shell
-            click.echo(f"virt-qga: error: {exc}", err=True)
-            if get_ctx().json:
-                emit({"ok": False, **exc.to_dict(), "exit_code": code})
-            ctx.exit(code)
-        exc.exit_code = ExitCode(code)
+        exc.exit_code = ExitCode(_exit_code_for(exc))
         raise
 
     as_json = get_ctx().json

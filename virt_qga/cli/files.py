@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import click
@@ -12,6 +13,54 @@ import click
 from virt_qga.cli.common import clean, open_agent
 from virt_qga.cli.context import emit, get_ctx, info, is_tty_stderr
 from virt_qga.errors import BadInputError
+
+
+@dataclass(frozen=True)
+class Location:
+    """One side of a copy: local (``domain`` None) or in a guest."""
+
+    path: str
+    domain: str | None = None
+
+    @property
+    def remote(self) -> bool:
+        return self.domain is not None
+
+    @property
+    def stdio(self) -> bool:
+        return self.domain is None and self.path == "-"
+
+
+def parse_location(arg: str) -> Location:
+    """Parse a cp operand (the CLI's ``DOMAIN:PATH`` syntax).
+
+    * ``-``: stdin/stdout.
+    * ``DOMAIN:PATH``: in a guest. DOMAIN ends at the first ``:``. With ``--socket``,
+      DOMAIN is only a label (any word, e.g. ``vm:/tmp/x``).
+    * ``unix:SOCKET:PATH``: in the guest behind the agent socket SOCKET (a socket path
+      containing ``:`` needs ``--socket`` instead).
+    * anything else is local. As with scp, a ``:`` after a ``/`` does not count, so
+      ``./a:b`` and ``/x/a:b`` are local files.
+    """
+    if not arg:
+        raise BadInputError("empty path", field="PATH")
+    if arg == "-":
+        return Location("-")
+    colon = arg.find(":")
+    slash = arg.find("/")
+    if colon <= 0 or (0 <= slash < colon):
+        return Location(arg)
+    if arg.startswith("unix:"):
+        rest = arg[len("unix:"):]
+        sock, sep, path = rest.partition(":")
+        if not sep or not sock:
+            raise BadInputError(f"{arg!r}: expected unix:SOCKET:PATH", field="PATH")
+        domain = f"unix:{sock}"
+    else:
+        domain, _, path = arg.partition(":")
+    if not path:
+        raise BadInputError(f"{arg!r}: missing the guest path after ':'", field="PATH")
+    return Location(path, domain)
 
 
 @contextlib.contextmanager
@@ -64,7 +113,7 @@ def cp(source: str, dest: str, force: bool, mode: str | None, verify: bool, in_p
     """
     from virt_qga.workflows import files as wf
 
-    src, dst = wf.parse_location(source), wf.parse_location(dest)
+    src, dst = parse_location(source), parse_location(dest)
     if src.remote == dst.remote:
         raise BadInputError("exactly one of SOURCE and DEST must be DOMAIN:PATH "
                             "(use ./NAME for a local file whose name has a ':')", field="SOURCE")

@@ -6,18 +6,17 @@ from typing import Any
 
 import click
 
-from virt_qga.cli.common import open_agent, print_kv, print_table
+from virt_qga.cli.common import open_agent, open_domain, print_kv, print_table
 from virt_qga.cli.context import emit, get_ctx
 from virt_qga.cli.vcpus import DefaultCommandGroup
 
 
 def _open(domain: str) -> Any:
     """Event loop first (DEVICE_REMOVED), then the domain."""
-    from virt_qga.cli.vcpus import open_domain
     from virt_qga.connection import start_event_loop
 
     start_event_loop()
-    return open_domain(domain)
+    return open_domain(domain, "memory hotplug")
 
 
 @click.group(cls=DefaultCommandGroup)

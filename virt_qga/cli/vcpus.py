@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from virt_qga.cli.common import open_agent, print_kv, print_table
+from virt_qga.cli.common import open_agent, open_domain, print_kv, print_table
 from virt_qga.cli.context import emit, get_ctx
 
 
@@ -23,21 +23,6 @@ class DefaultCommandGroup(click.Group):
         if args and args[0] not in self.commands and not args[0].startswith("-"):
             args = [self.default_command, *args]
         return super().parse_args(ctx, args)
-
-
-def open_domain(domain: str) -> Any:
-    """The host-side handle for DOMAIN on the CLI's --connect URI."""
-    from virt_qga.connection import require_running
-    from virt_qga.errors import BadInputError
-    from virt_qga.host import Domain
-
-    c = get_ctx()
-    if c.socket or domain.startswith("unix:"):
-        raise BadInputError("vCPU and memory hotplug need libvirt (a domain name), not --socket",
-                            field="DOMAIN")
-    d = Domain.lookup(domain, c.connect)
-    require_running(d.dom)
-    return d
 
 
 @click.group(cls=DefaultCommandGroup)
@@ -71,7 +56,7 @@ def show(domain: str) -> None:
     """Each vCPU as the guest, QEMU and libvirt see it; disagreements flagged."""
     from virt_qga.workflows.vcpus import read_views
 
-    dom = open_domain(domain)
+    dom = open_domain(domain, "vCPU hotplug")
     views = read_views(dom, open_agent(domain))
     data = {"domain": domain, **views.to_dict()}
     emit(data, _render_views)
@@ -107,7 +92,7 @@ def set_(domain: str, count: int, guest_only: bool, config: bool, deadline: floa
 
     if count < 1:
         raise BadInputError(f"N must be at least 1, got {count}", field="N")
-    dom = open_domain(domain)
+    dom = open_domain(domain, "vCPU hotplug")
     agent = open_agent(domain)
     try:
         result = set_vcpu_count(dom, agent, count, guest_only=guest_only, config=config, timeout=deadline)

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from virt_qga.errors import AgentTimeoutError, BadInputError, HostError, OperationError
+from virt_qga.outcome import State
 
 if TYPE_CHECKING:
     from virt_qga.host import Domain
@@ -344,8 +345,8 @@ def commit_external(domain: Domain, disks: list[str] | tuple[str, ...], timeout:
         if expect_overlays and target in expect_overlays and disk.source != expect_overlays[target]:
             raise OperationError(
                 f"disk {target} runs on {disk.source}, not on the overlay "
-                f"{expect_overlays[target]}; not committing", exit_code=_inconsistent(),
-                state="inconsistent", domain=domain.name)
+                f"{expect_overlays[target]}; not committing", state=State.INCONSISTENT,
+                domain=domain.name)
         if not disk.backing:
             raise BadInputError(f"disk {target} has no backing image: nothing to commit into",
                                 field="--disk", domain=domain.name)
@@ -354,7 +355,7 @@ def commit_external(domain: Domain, disks: list[str] | tuple[str, ...], timeout:
         now_src = active_sources(domain).get(target)
         if now_src != disk.backing:
             raise OperationError(f"after pivot, disk {target} runs on {now_src}, expected {disk.backing}",
-                                 exit_code=_inconsistent(), state="inconsistent", domain=domain.name)
+                                 state=State.INCONSISTENT, domain=domain.name)
         removed = False
         if remove_overlay and disk.source and disk.source_type == "file" and is_local_uri(domain.uri):
             try:
@@ -369,12 +370,6 @@ def commit_external(domain: Domain, disks: list[str] | tuple[str, ...], timeout:
     if snapshot_name:
         delete_metadata(domain, snapshot_name)
     return results
-
-
-def _inconsistent() -> Any:
-    from virt_qga.exitcodes import ExitCode
-
-    return ExitCode.INCONSISTENT
 
 
 def delete_metadata(domain: Domain, name: str) -> bool:

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from virt_qga.errors import ProtocolError, VirtQgaError
+from virt_qga.outcome import State
 from virt_qga.state import state_dir
 
 
@@ -259,7 +260,6 @@ def check_no_residue(domain: DomainLike, libvirt: LibvirtVcpus | None = None,
     QEMU process is known to be unsafe: :func:`unplug_residue` is not empty now, or
     :func:`mark_unsafe` recorded it earlier for the same QEMU process."""
     from virt_qga.errors import OperationError
-    from virt_qga.exitcodes import ExitCode
 
     lv_view = libvirt if libvirt is not None else read_libvirt_vcpus(domain)
     residue = unplug_residue(lv_view, qemu if qemu is not None else read_qemu_cpus(domain))
@@ -270,7 +270,7 @@ def check_no_residue(domain: DomainLike, libvirt: LibvirtVcpus | None = None,
             "previous unplug whose completion libvirt missed); refusing to hot-plug anything into "
             "this QEMU process: QEMU 7.2 crashed on the next hot-plug in this state. Restart the "
             "domain first (restarting libvirtd corrects its XML, but QEMU still crashes)",
-            exit_code=ExitCode.INCONSISTENT, state="inconsistent", domain=domain.name,
+            state=State.INCONSISTENT, domain=domain.name,
             undo=f"virsh shutdown {domain.name} && virsh start {domain.name}")
     check_not_marked(domain)
 
@@ -279,7 +279,6 @@ def check_not_marked(domain: DomainLike) -> None:
     """Raise OperationError (INCONSISTENT, nothing touched) when :func:`mark_unsafe`
     recorded a missed vCPU unplug for this domain's running QEMU process."""
     from virt_qga.errors import OperationError
-    from virt_qga.exitcodes import ExitCode
 
     marker = unsafe_marker(domain)
     if marker is not None:
@@ -288,7 +287,7 @@ def check_not_marked(domain: DomainLike) -> None:
             f"(recorded {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(float(marker.get('at', 0))))}); "
             "refusing to hot-plug anything into it: QEMU 7.2 crashed on the next hot-plug even after "
             "libvirtd re-read its vCPUs. Restart the domain first",
-            exit_code=ExitCode.INCONSISTENT, state="inconsistent", domain=domain.name,
+            state=State.INCONSISTENT, domain=domain.name,
             undo=f"virsh shutdown {domain.name} && virsh start {domain.name}")
 
 

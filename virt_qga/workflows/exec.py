@@ -34,10 +34,13 @@ from virt_qga.errors import (
     AgentUnavailableError,
     BadInputError,
     CommandNotSupportedError,
+    GuestError,
+    GuestExecStartError,
     OperationError,
     VirtQgaError,
 )
 from virt_qga.exitcodes import ExitCode
+from virt_qga.outcome import State
 
 if TYPE_CHECKING:
     from virt_qga.agent import GuestAgent
@@ -231,9 +234,30 @@ def start(agent: GuestAgent, argv: Sequence[str], *, env: Sequence[str] = (),
                 f"carries at most {limit} bytes (base64 inside the request). Copy the data in "
                 "with `virt-qga cp` and redirect from the file instead", field="--stdin")
         input_data = base64.b64encode(stdin).decode("ascii")
-    reply = agent.exec(path, arg=args, env=envl, input_data=input_data,
-                       capture_output=CAPTURE_MODES[capture])
+    try:
+        reply = agent.exec(path, arg=args, env=envl, input_data=input_data,
+                           capture_output=CAPTURE_MODES[capture])
+    except GuestError as exc:
+        raise classify_start_failure(exc) from exc
     return int(reply["pid"])
+
+
+#: qemu-ga's words (GLib's g_spawn error) when guest-exec cannot start the program,
+#: and whether each means "not found" (else "not executable"). Stable from 2.x to 10.x.
+SPAWN_FAILED = "failed to execute child process"
+SPAWN_REASONS = {"no such file": True, "permission denied": False}
+
+
+def classify_start_failure(exc: GuestError) -> GuestError:
+    """A :class:`GuestExecStartError` when the agent says the program could not be
+    spawned for a reason the shell has a status for; else ``exc`` unchanged."""
+    low = exc.message.lower()
+    if SPAWN_FAILED in low:
+        for words, not_found in SPAWN_REASONS.items():
+            if words in low:
+                return GuestExecStartError(exc.message, not_found=not_found, error_class=exc.error_class,
+                                           command=exc.command, domain=exc.domain)
+    return exc
 
 
 def _status_failed(exc: VirtQgaError, pid: int, agent: GuestAgent) -> OperationError:
@@ -251,7 +275,7 @@ def _status_failed(exc: VirtQgaError, pid: int, agent: GuestAgent) -> OperationE
 
     def failed(why: str = "") -> OperationError:
         return OperationError(f"guest-exec-status for pid {pid} failed: {text}{why}",
-                              exit_code=ExitCode.EXEC_FAILED, state="unknown",
+                              state=State.UNKNOWN,
                               command="guest-exec-status", result={"pid": pid})
 
     if agent.transport.kind == "libvirt" and (size_hint or not isinstance(exc, AgentUnavailableError)):
@@ -292,15 +316,15 @@ def wait(agent: GuestAgent, pid: int, *, timeout: float, capture: str = "both",
                     f"guest command (pid {pid}) did not finish within {timeout:g} s and is still "
                     f"running in the guest; stop it with `virt-qga exec {agent.name} -- kill {pid}` "
                     f"(or kill -9 {pid})",
-                    exit_code=ExitCode.EXEC_TIMEOUT, state="running", undo=f"kill {pid}",
+                    state=State.RUNNING, undo=f"kill {pid}",
                     command="guest-exec", result={"pid": pid, "running": True,
                                                   "duration": round(now - t0, 6)})
             time.sleep(min(next(delays), max(0.0, deadline - now)))
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         raise OperationError(
             f"interrupted; the guest command (pid {pid}) may still be running; stop it with "
-            f"`virt-qga exec {agent.name} -- kill {pid}`", exit_code=ExitCode.INTERRUPTED,
-            state="running", undo=f"kill {pid}", command="guest-exec", result={"pid": pid}) from None
+            f"`virt-qga exec {agent.name} -- kill {pid}`", state=State.RUNNING, cause=exc,
+            undo=f"kill {pid}", command="guest-exec", result={"pid": pid}) from None
     result = ExecResult(
         pid=pid,
         exitcode=st.get("exitcode"),
@@ -385,6 +409,7 @@ __all__ = [
     "backoff_delays",
     "build_command",
     "build_env",
+    "classify_start_failure",
     "decode_output",
     "exec_available",
     "max_stdin_bytes",

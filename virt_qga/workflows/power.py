@@ -26,7 +26,7 @@ from virt_qga.errors import (
     OperationError,
     VirtQgaError,
 )
-from virt_qga.exitcodes import ExitCode
+from virt_qga.outcome import State
 
 if TYPE_CHECKING:
     from virt_qga.agent import GuestAgent
@@ -178,7 +178,7 @@ def power(agent: GuestAgent, action: str, mode: str, *, timeout: float = 120.0,
         result.duration = time.monotonic() - t0
         raise OperationError(
             f"{action} {mode} was sent but its effect was not seen within {timeout:g} s: {exc.message}",
-            exit_code=ExitCode.TIMEOUT, state="pending", result=result.to_dict(), domain=name) from exc
+            state=State.PENDING, cause=exc, result=result.to_dict(), domain=name) from exc
     result.duration = time.monotonic() - t0
     return result
 

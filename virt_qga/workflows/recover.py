@@ -111,19 +111,13 @@ def recover(domain: str, uri: str | None = None, *, socket: str | None = None,
             timeout: float = 10.0, wait_lock: float = 70.0,
             state_dir_: Path | None = None) -> RecoverReport:
     """Thaw ``domain`` if frozen and clean up after a dead snapshot run (see module doc)."""
-    from virt_qga.agent import GuestAgent
+    from virt_qga.workflows.target import Target
 
     base = state_dir_ or state_dir()
-    host: Any = None
-    if socket:
-        key_uri, name, uuid = f"unix:{socket}", domain, None
-        agent = GuestAgent.for_socket(socket, timeout=timeout, name=domain)
-    else:
-        from virt_qga.host import Domain
-
-        host = Domain.lookup(domain, uri)
-        key_uri, name, uuid = host.uri, host.name, str(host.dom.UUIDString())
-        agent = GuestAgent.for_domain(name, uri, timeout=timeout)
+    target = Target.resolve(domain, uri=uri, socket=socket)
+    host: Any = None if target.via_socket else target.domain("recover")
+    key_uri, name, uuid = target.journal_identity(host)
+    agent = (target if host is None else Target(name, uri)).agent(timeout)
     journal = Journal.for_domain(key_uri, name, uuid, base=base)
     report = RecoverReport(domain=name, uri=None if socket else key_uri)
     with DomainLock(lock_path(base, journal.key), domain=name, operation="recover", wait=wait_lock):

@@ -219,18 +219,14 @@ class _Guard:
             pass
 
     def connect(self) -> None:
-        if self.args.socket:
+        from virt_qga.workflows.target import Target
+
+        target = Target.resolve(self.args.domain, uri=self.args.uri, socket=self.args.socket)
+        self.transport = target.transport(self.args.thaw_timeout)
+        if target.via_socket:
             # A chardev socket serves one client at a time and the job holds it: connect
             # only when a thaw is needed (after the job died, its connection is gone).
-            from virt_qga.transport.socket import SocketTransport
-
-            self.transport = SocketTransport(self.args.socket, timeout=self.args.thaw_timeout)
             return
-        else:
-            from virt_qga.transport.libvirt import LibvirtTransport
-
-            self.transport = LibvirtTransport(self.args.domain, self.args.uri,
-                                              timeout=self.args.thaw_timeout)
         self.transport.execute("guest-ping", None, timeout=self.args.thaw_timeout)
 
     def thaw(self, reason: str) -> int:
