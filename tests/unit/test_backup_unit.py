@@ -43,14 +43,21 @@ def test_prune_keeps_the_newest_complete_backups_and_drops_partials(tmp_path: Pa
         wb.prune(tmp_path, keep=0)
 
 
-@pytest.mark.parametrize(("opts", "keep", "field"), [
-    (SnapshotOptions(mode="internal"), None, "--mode"),
-    (SnapshotOptions(socket="/run/qga.sock"), None, "--socket"),
-    (SnapshotOptions(), 0, "--keep"),
+@pytest.mark.parametrize(("opts", "keep", "field", "flag"), [
+    (SnapshotOptions(mode="internal"), None, "mode", "--mode"),
+    (SnapshotOptions(socket="/run/qga.sock"), None, "socket", None),
+    (SnapshotOptions(), 0, "keep", "--keep"),
 ])
 def test_bad_input_is_refused_before_touching_anything(tmp_path: Path, opts: SnapshotOptions,
-                                                       keep: int | None, field: str) -> None:
+                                                       keep: int | None, field: str,
+                                                       flag: str | None) -> None:
+    from virt_qga.errors import render_options
+    from virt_qga.options import cli_flag
+
     with pytest.raises(BadInputError) as ei:
         wb.backup("vm1", "qemu:///nowhere", tmp_path, options=opts, keep=keep)
+    # the error names the neutral field; the CLI spells it as its flag
     assert ei.value.field == field
+    if flag:
+        assert flag in render_options(ei.value.message, cli_flag)
     assert list(tmp_path.iterdir()) == []

@@ -139,19 +139,28 @@ def test_achieved_consistency() -> None:
     assert achieved_consistency(True, True, True) == "crash"  # guard thawed before the snapshot
 
 
-@pytest.mark.parametrize("kw,field", [
-    ({"mode": "lvm"}, "--mode"),
-    ({"mode": "command"}, "--command"),
-    ({"command": "true"}, "--command"),
-    ({"socket": "/x.sock"}, "--mode"),
-    ({"max_frozen": 0}, "--max-frozen"),
-    ({"quiesce": "off", "pre_freeze": "sync"}, "--quiesce"),
-    ({"quiesce": "maybe"}, "--quiesce"),
+@pytest.mark.parametrize("kw,field,flag", [
+    ({"mode": "lvm"}, "mode", "--mode"),
+    ({"mode": "command"}, "command", "--command"),
+    ({"command": "true"}, "command", "--command"),
+    ({"socket": "/x.sock"}, "mode", "--mode"),
+    ({"max_frozen": 0}, "max_frozen", "--max-frozen"),
+    ({"max_frozen": 601}, "max_frozen", "--max-frozen"),
+    ({"quiesce": "off", "pre_freeze": "sync"}, "quiesce", "--quiesce"),
+    ({"quiesce": "maybe"}, "quiesce", "--quiesce"),
+    ({"directory": "/x", "mode": "internal"}, "directory", "--dir"),
 ])
-def test_options_validation(kw: dict[str, object], field: str) -> None:
+def test_options_validation(kw: dict[str, object], field: str, flag: str) -> None:
+    from virt_qga.errors import render_options
+    from virt_qga.options import ansible_name, cli_flag
+
     with pytest.raises(BadInputError) as ei:
         SnapshotOptions(**kw).validate()  # type: ignore[arg-type]
+    # the neutral field; each front end spells it its own way in the message
     assert ei.value.field == field
+    assert flag in render_options(ei.value.message, cli_flag)
+    assert ansible_name(field) in render_options(ei.value.message, ansible_name)
+    assert "--" not in render_options(ei.value.message, ansible_name)
 
 
 # -- journal ---------------------------------------------------------------------------

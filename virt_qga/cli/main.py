@@ -164,8 +164,10 @@ def _report(exc_dict: dict[str, Any], message: str, as_json: bool) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: run the CLI and turn every outcome into an exit code."""
-    from virt_qga.errors import VirtQgaError
+    from virt_qga.errors import VirtQgaError, set_option_spelling
+    from virt_qga.options import cli_flag
 
+    set_option_spelling(cli_flag)  # messages name options as flags: --max-frozen
     args = list(sys.argv[1:] if argv is None else argv)
     as_json, verbose = _global_flags(args)
     try:

@@ -6,16 +6,10 @@ from typing import Any
 
 import click
 
-from virt_qga.cli.common import SOCKET_PREFIX, clean, domain_argument, print_kv
+from virt_qga.cli.common import clean, domain_argument, print_kv, resolve
 from virt_qga.cli.context import emit, get_ctx
-
-
-def _split_domain(domain: str) -> tuple[str, str | None]:
-    """(label, socket path or None) honouring ``unix:PATH`` and ``--socket``."""
-    c = get_ctx()
-    if domain.startswith(SOCKET_PREFIX):
-        return domain, domain[len(SOCKET_PREFIX):]
-    return domain, c.socket
+from virt_qga.cli.options import build, click_options
+from virt_qga.workflows.snapshot.options import SnapshotOptions
 
 
 def _exit(code: int) -> None:
@@ -45,54 +39,18 @@ def _human_result(d: dict[str, Any]) -> None:
         click.echo(f"warning: {clean(w)}", err=True)
 
 
+#: The snapshot options the CLI offers, in --help order (all of SnapshotOptions').
+SNAPSHOT_OPTIONS = ("mode", "disks", "directory", "name", "metadata", "mountpoints", "quiesce",
+                    "pre_freeze", "post_thaw", "hook_timeout", "command", "command_timeout",
+                    "max_frozen", "thaw_timeout", "force_thaw_first", "wait_lock", "precreate")
+
+
 @click.command()
 @domain_argument
-@click.option("--mode", type=click.Choice(["external", "internal", "command"]), default="external",
-              show_default=True, help="external: disk-only overlay per disk (libvirt); internal: "
-              "libvirt internal checkpoint (RAM too); command: run --command while frozen.")
-@click.option("--disk", "disks", multiple=True, metavar="TARGET",
-              help="Disk target to snapshot (repeatable; default: every writable disk).")
-@click.option("--dir", "directory", metavar="DIR",
-              help="Put overlays here instead of next to each base image.")
-@click.option("--name", metavar="NAME", help="Snapshot name (default vqga-<UTC time>).")
-@click.option("--metadata/--no-metadata", default=False, show_default=True,
-              help="Let libvirt keep snapshot metadata (snapshot-list, revert). Default off: the "
-              "overlay is the record, and commit-back leaves nothing stale.")
-@click.option("--mountpoint", "mountpoints", multiple=True, metavar="PATH",
-              help="Freeze only this guest mountpoint (repeatable; default: all).")
-@click.option("--quiesce", type=click.Choice(["required", "preferred", "off"]), default="required",
-              show_default=True, help="required: fail without a freeze; preferred: fall back to "
-              "crash-consistent (exit 7); off: never freeze.")
-@click.option("--pre-freeze", metavar="CMD", help="Guest command (/bin/sh -c) run before freezing; "
-              "failure aborts.")
-@click.option("--post-thaw", metavar="CMD", help="Guest command run after the thaw.")
-@click.option("--hook-timeout", type=click.FloatRange(min=0.1), default=60.0, show_default=True,
-              help="Seconds per hook.")
-@click.option("--command", "command", metavar="CMD", help="--mode command: host command run while "
-              "frozen; env VIRT_QGA_DOMAIN, VIRT_QGA_URI, VIRT_QGA_DISKS, VIRT_QGA_DISK_<TARGET>, "
-              "VIRT_QGA_SNAPSHOT_NAME.")
-@click.option("--command-timeout", type=click.FloatRange(min=0.1), default=30.0, show_default=True,
-              help="Seconds the host command may take.")
-@click.option("--max-frozen", type=click.FloatRange(min=0.1, max=600), default=10.0, show_default=True,
-              help="The thaw guard thaws the guest this many seconds after the freeze, whatever "
-              "happens to virt-qga.")
-@click.option("--thaw-timeout", type=click.FloatRange(min=1), default=5.0, show_default=True,
-              help="Deadline of each thaw request, seconds.")
-@click.option("--force-thaw-first", is_flag=True, help="If the guest is already frozen, thaw it and "
-              "go on (default: refuse).")
-@click.option("--wait-lock", type=click.FloatRange(min=0), default=0.0, show_default=True,
-              help="Wait this long for another job on the domain (default: fail at once, exit 10).")
-@click.option("--precreate/--no-precreate", default=None,
-              help="Create external overlays with qemu-img before freezing (libvirt REUSE_EXT), "
-              "keeping file creation out of the frozen window. Default: on for local URIs and "
-              "file disks.")
+@click_options(SnapshotOptions, *SNAPSHOT_OPTIONS)
 @click.option("--commit-back", is_flag=True, help="Undo instead: commit the active overlay(s) "
               "(--disk, default: virt-qga overlays) back into their base and delete them.")
-def snapshot(domain: str, mode: str, disks: tuple[str, ...], directory: str | None, name: str | None,
-             metadata: bool, mountpoints: tuple[str, ...], quiesce: str, pre_freeze: str | None,
-             post_thaw: str | None, hook_timeout: float, command: str | None, command_timeout: float,
-             max_frozen: float, thaw_timeout: float, force_thaw_first: bool, wait_lock: float,
-             precreate: bool | None, commit_back: bool) -> None:
+def snapshot(domain: str, commit_back: bool, **params: Any) -> None:
     """Freeze DOMAIN's filesystems, snapshot, thaw: a consistent snapshot.
 
     The guest is never left frozen: a thaw guard process thaws it after --max-frozen
@@ -102,27 +60,23 @@ def snapshot(domain: str, mode: str, disks: tuple[str, ...], directory: str | No
     from virt_qga.workflows import snapshot as wf
 
     c = get_ctx()
-    label, socket = _split_domain(domain)
+    target = resolve(domain)
     if commit_back:
-        if socket:
+        if target.via_socket:
             raise click.UsageError("--commit-back needs libvirt, not an agent socket")
-        done = wf.commit_back(label, c.connect, disks=disks, wait_lock=wait_lock)
+        done = wf.commit_back(target.label, target.uri, disks=tuple(params["disks"]),
+                              wait_lock=params["wait_lock"])
 
         def human_commit(d: dict[str, Any]) -> None:
             for r in d["committed"]:
-                click.echo(clean(f"{label}: {r['target']}: committed {r['overlay']} into {r['base']} "
-                                 f"in {r['seconds']:.2f} s"
+                click.echo(clean(f"{target.label}: {r['target']}: committed {r['overlay']} into "
+                                 f"{r['base']} in {r['seconds']:.2f} s"
                                  + ("" if r["overlay_removed"] else " (overlay file kept)")))
 
-        emit({"domain": label, "committed": done}, human_commit)
+        emit({"domain": target.label, "committed": done}, human_commit)
         return
-    opts = wf.SnapshotOptions(
-        mode=mode, disks=disks, directory=directory, name=name, metadata=metadata,
-        mountpoints=mountpoints, quiesce=quiesce, pre_freeze=pre_freeze, post_thaw=post_thaw,
-        hook_timeout=hook_timeout, command=command, command_timeout=command_timeout,
-        max_frozen=max_frozen, force_thaw_first=force_thaw_first, wait_lock=wait_lock,
-        timeout=c.timeout, thaw_timeout=thaw_timeout, socket=socket, precreate=precreate)
-    result = wf.snapshot(label, None if socket else c.connect, options=opts)
+    opts = build(SnapshotOptions, params, timeout=c.timeout, socket=target.socket)
+    result = wf.snapshot(target.label, target.uri, options=opts)
     emit(result.to_dict(), _human_result)
     _exit(result.exit_code)
 
@@ -146,8 +100,8 @@ def recover(domain: str | None, all_: bool, wait_lock: float) -> None:
         reports = rc.recover_all(c.connect, timeout=min(c.timeout, 10.0), wait_lock=wait_lock)
     else:
         assert domain is not None
-        label, socket = _split_domain(domain)
-        reports = [rc.recover(label, None if socket else c.connect, socket=socket,
+        target = resolve(domain)
+        reports = [rc.recover(target.label, target.uri, socket=target.socket,
                               timeout=min(c.timeout, 10.0), wait_lock=wait_lock)]
     data = {"domains": [r.to_dict() for r in reports]}
 

@@ -30,31 +30,47 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from virt_qga.errors import BadInputError, HostError, OperationError, VirtQgaError
+from virt_qga.errors import BadInputError, HostError, OperationError, VirtQgaError, option_ref
 from virt_qga.exitcodes import ExitCode
+from virt_qga.options import declare, option, validate
+from virt_qga.outcome import State
 from virt_qga.state import state_dir
 from virt_qga.workflows.journal import Journal
 from virt_qga.workflows.lock import DomainLock, lock_path
+from virt_qga.workflows.signals import Interrupts
 from virt_qga.workflows.snapshot import SnapshotOptions, commit_back, snapshot
 
 if TYPE_CHECKING:
     from virt_qga.host import Domain
 
-__all__ = ["BackupResult", "aggregate_exit", "backup", "backup_many", "prune"]
+__all__ = ["BackupOptions", "BackupResult", "aggregate_exit", "backup", "backup_many", "prune"]
 
 #: A copy in progress lives in ``.SNAPSHOT.partial``; complete backups are named by the
 #: snapshot's default name (``vqga-<UTC time>Z``, sortable).
 PARTIAL_SUFFIX = ".partial"
+
+
+#: The snapshot options a backup offers (CLI and Ansible); the others do not apply.
+SNAPSHOT_FIELDS = ("disks", "quiesce", "pre_freeze", "post_thaw", "max_frozen", "wait_lock")
+
+
+@declare
+@dataclass
+class BackupOptions:
+    """The backup's own options; the freeze and snapshot ones are :class:`SnapshotOptions`'."""
+
+    keep: int | None = option(None, kind="int", min=1, metavar="N", help=(
+        "After a successful backup keep only the newest N backups of the domain."))
+    copy_timeout: float = option(3600.0, min=1, unit="seconds",
+                                 help="Deadline for copying one disk, seconds.")
+    #: Deadline of the merge back of the overlays.
+    commit_timeout: float = 600.0
 
 
 @dataclass
@@ -75,9 +91,14 @@ class BackupResult:
     warnings: list[str] = field(default_factory=list)
     exit_code: int = int(ExitCode.FAILED)
 
+    @property
+    def ok(self) -> bool:
+        """A backup was made (perhaps only crash-consistent)."""
+        return self.exit_code in (ExitCode.OK, ExitCode.CRASH_CONSISTENT)
+
     def to_dict(self) -> dict[str, Any]:
         return {
-            "domain": self.domain, "ok": self.exit_code in (ExitCode.OK, ExitCode.CRASH_CONSISTENT),
+            "domain": self.domain, "ok": self.ok,
             "state": self.state, "directory": self.directory, "consistency": self.consistency,
             "disks": self.disks, "committed": self.committed, "pruned": self.pruned,
             "timings_s": self.timings_s, "error": self.error, "undo": self.undo,
@@ -132,8 +153,7 @@ def copy_image(source: str, target: Path, timeout: float) -> dict[str, Any]:
 
 def prune(domain_dir: Path, keep: int) -> list[str]:
     """Remove all but the newest ``keep`` complete backups, and every partial one."""
-    if keep < 1:
-        raise BadInputError("--keep must be at least 1", field="--keep")
+    validate(BackupOptions(keep=keep))
     if not domain_dir.is_dir():
         return []
     from virt_qga.host.snapshots import is_default_name
@@ -157,20 +177,20 @@ def _leftover_overlays(host: Domain, disks: tuple[str, ...]) -> list[str]:
 
 
 def backup(domain: str, uri: str | None, dest: Path, *, options: SnapshotOptions | None = None,
-           keep: int | None = None, copy_timeout: float = 3600.0,
-           commit_timeout: float = 600.0) -> BackupResult:
+           keep: int | None = BackupOptions.keep, copy_timeout: float = BackupOptions.copy_timeout,
+           commit_timeout: float = BackupOptions.commit_timeout) -> BackupResult:
     """Back up one domain (see the module docstring). Never raises for a per-domain
     failure: the result carries the state, the error and the exit code."""
     opts = options or SnapshotOptions()
     if opts.mode != "external":
-        raise BadInputError("backups use external snapshots (--mode external)", field="--mode")
+        raise BadInputError(f"backups use external snapshots ({option_ref('mode')} external)",
+                            field="mode")
     if opts.socket:
-        raise BadInputError("backups need libvirt (an agent socket has no disks to copy)", field="--socket")
-    if keep is not None and keep < 1:
-        raise BadInputError("--keep must be at least 1", field="--keep")
+        raise BadInputError("backups need libvirt (an agent socket has no disks to copy)", field="socket")
+    validate(BackupOptions(keep=keep, copy_timeout=copy_timeout))
     result = BackupResult(domain=domain)
     t0 = time.monotonic()
-    with _sigterm_interrupts():
+    with Interrupts():
         try:
             _run(result, domain, uri, dest, opts, keep, copy_timeout, commit_timeout)
         except VirtQgaError as exc:
@@ -182,24 +202,6 @@ def backup(domain: str, uri: str | None, dest: Path, *, options: SnapshotOptions
                 result.undo = exc.undo or result.undo
     result.timings_s["total"] = round(time.monotonic() - t0, 3)
     return result
-
-
-@contextmanager
-def _sigterm_interrupts() -> Iterator[None]:
-    """SIGTERM (cron's or systemd's timeout) raises KeyboardInterrupt like Ctrl-C, so the
-    ``finally`` that merges the overlays back runs instead of the process just dying."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    old = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, old)
 
 
 def _run(result: BackupResult, domain: str, uri: str | None, dest: Path, opts: SnapshotOptions,
@@ -222,16 +224,16 @@ def _locked(result: BackupResult, host: Domain, uri: str | None, dest: Path, opt
         raise OperationError(
             f"disk(s) {', '.join(leftovers)} already run on a virt-qga overlay (a run that died "
             f"before its commit-back); a backup now would copy only part of the chain. Run "
-            f"`virt-qga snapshot {name} --commit-back` first", exit_code=ExitCode.INCONSISTENT,
-            state="inconsistent", domain=name, undo=f"virt-qga snapshot {name} --commit-back")
+            f"`virt-qga snapshot {name} --commit-back` first", state=State.INCONSISTENT, domain=name,
+            undo=f"virt-qga snapshot {name} --commit-back")
     domain_dir = dest / name
     try:
         domain_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise BadInputError(f"cannot create backup directory {domain_dir}: {exc.strerror}",
-                            field="--to", domain=name) from exc
+                            field="dest", domain=name) from exc
     if not os.access(domain_dir, os.W_OK | os.X_OK):
-        raise BadInputError(f"backup directory {domain_dir} is not writable", field="--to", domain=name)
+        raise BadInputError(f"backup directory {domain_dir} is not writable", field="dest", domain=name)
     for stale in domain_dir.glob(f".*{PARTIAL_SUFFIX}"):  # a run that died mid-copy (we hold the lock)
         shutil.rmtree(stale, ignore_errors=True)
         result.warnings.append(f"removed the partial backup {stale} of a run that died")
@@ -276,7 +278,7 @@ def _locked(result: BackupResult, host: Domain, uri: str | None, dest: Path, opt
             raise OperationError(
                 f"merging the overlays back failed: {exc}" + (f" (and the copy failed: {copy_error})"
                                                               if copy_error else ""),
-                exit_code=ExitCode.INCONSISTENT, state="inconsistent", domain=name,
+                state=State.INCONSISTENT, domain=name,
                 undo=f"virt-qga snapshot {name} --commit-back") from exc
         result.timings_s["commit_back"] = round(time.monotonic() - t, 3)
     if copy_error is not None:
