@@ -5,7 +5,10 @@
 * ``common_argument_spec()``: the options of the ``common`` doc fragment;
 * ``require_library(module)``: a clean ``missing_required_lib`` failure when the
   ``virt_qga`` package is not installed on the managed node;
-* ``open_agent(module)``: a ``GuestAgent`` over libvirt or the channel socket;
+* ``target(module)`` / ``open_agent(module)`` / ``open_domain(module)``: the module's
+  guest through the one resolver of the CLI (libvirt domain or channel socket);
+* ``workflow_options(module, cls)``: a workflow's options dataclass from the parameters
+  (the options themselves are generated into each module by ``tools/gen_ansible.py``);
 * ``error_result(exc)`` / ``fail_from_error(module, exc)``: one ``fail_json`` shape for
   every virt-qga error (``msg``, ``exit_code``, ``error`` and what the error carries),
   the same exit codes the ``virt-qga`` CLI uses;
@@ -20,8 +23,9 @@ import traceback
 from ansible.module_utils.basic import missing_required_lib
 
 try:
-    from virt_qga.errors import VirtQgaError
+    from virt_qga.errors import VirtQgaError, set_option_spelling
     from virt_qga.exitcodes import ExitCode
+    from virt_qga.options import ansible_name
 except ImportError:  # reported by require_library()
     HAS_VIRT_QGA = False
     VIRT_QGA_IMPORT_ERROR = traceback.format_exc()
@@ -30,6 +34,8 @@ except ImportError:  # reported by require_library()
 else:
     HAS_VIRT_QGA = True
     VIRT_QGA_IMPORT_ERROR = None
+    # Messages name workflow options as module options (max_frozen, not --max-frozen).
+    set_option_spelling(ansible_name)
 
 DEFAULT_URI = "qemu:///system"
 URI_ENV = "VIRT_QGA_CONNECT"
@@ -84,19 +90,23 @@ def target_name(params):
     return params.get("domain") or "unix:{}".format(params.get("socket"))
 
 
+def target(module):
+    """The module's guest (virt_qga.workflows.target.Target): domain on uri, or socket."""
+    from virt_qga.workflows.target import Target
+
+    p = module.params
+    return Target.resolve(target_name(p), uri=connection_uri(p), socket=p.get("socket"))
+
+
 def open_agent(module, timeout=None):
     """A GuestAgent for the module's domain or socket (nothing is sent yet)."""
-    from virt_qga.agent import GuestAgent
-
     p = module.params
     t = float(timeout if timeout is not None else p["timeout"])
     if t <= 0:
         module.fail_json(msg=f"timeout must be positive, got {t}",
                          exit_code=int(ExitCode.USAGE), error="BadInputError")
-    if p.get("socket"):
-        return GuestAgent.for_socket(p["socket"], timeout=t, name=target_name(p))
     try:
-        return GuestAgent.for_domain(p["domain"], connection_uri(p), timeout=t)
+        return target(module).agent(t)
     except ImportError:
         module.fail_json(msg=missing_required_lib("libvirt-python"), exception=traceback.format_exc(),
                          exit_code=int(ExitCode.AGENT_UNAVAILABLE), error="ImportError")
@@ -106,15 +116,18 @@ def open_domain(module, what="this module"):
     """The host-side handle (virt_qga.host.Domain) of a running domain, for modules that
     change the domain itself (hotplug, snapshots); the agent socket is not enough."""
     from virt_qga.connection import require_running
-    from virt_qga.errors import BadInputError
-    from virt_qga.host import Domain
 
-    p = module.params
-    if p.get("socket") or not p.get("domain"):
-        raise BadInputError(f"{what} needs libvirt: give domain (and uri), not socket", field="socket")
-    d = Domain.lookup(p["domain"], connection_uri(p))
+    d = target(module).domain(what)
     require_running(d.dom)
     return d
+
+
+def workflow_options(module, cls, **extra):
+    """An options dataclass of a workflow (for example SnapshotOptions) from the module's
+    parameters, plus ``extra`` internal fields. Validation is the workflow's own."""
+    from virt_qga.options import from_mapping
+
+    return from_mapping(cls, module.params, spell=ansible_name, **extra)
 
 
 def error_result(exc):

@@ -152,10 +152,7 @@ error:
   sample: OperationError
 """
 
-import hashlib
 import os
-import posixpath
-import stat
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -166,8 +163,6 @@ from ansible_collections.virt_qga.guest_agent.plugins.module_utils.virt_qga_comm
     require_library,
     run_guarded,
 )
-
-READ_CHUNK = 1024 * 1024
 
 
 def argument_spec():
@@ -197,121 +192,28 @@ def parse_mode_option(value):
     return parse_mode(str(value))
 
 
-def local_sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for buf in iter(lambda: fh.read(READ_CHUNK), b""):
-            h.update(buf)
-    return h.hexdigest()
-
-
-def guest_sha256(agent, path, has_exec):
-    """sha256 of a guest file: ``sha256sum`` in the guest, else read it through the agent."""
-    import base64
-
-    from virt_qga.workflows import files
-
-    if has_exec:
-        digest = files.guest_sha256(agent, path)
-        if digest is not None:
-            return digest
-    h = hashlib.sha256()
-    count = files.chunk_size(agent.transport.max_reply_bytes)
-    with files.guest_file(agent, path, "rb") as handle:
-        while True:
-            reply = agent.file_read(handle, count=count)
-            data = base64.b64decode(reply.get("buf-b64", ""))
-            h.update(data)
-            if reply.get("eof") or not data:
-                return h.hexdigest()
-
-
-def guest_kind(agent, path, has_exec):
-    """"dir", "file", "other" or "missing" for a guest path."""
-    from virt_qga.errors import GuestError
-    from virt_qga.workflows import files
-
-    if has_exec:
-        return files.guest_path_kind(agent, path)
-    if path.endswith("/"):
-        return "dir"
-    try:
-        with files.guest_file(agent, path, "rb"):
-            return "file"
-    except GuestError:
-        return "missing"
-
-
 def fmt_mode(mode):
     return None if mode is None else f"{mode:04o}"
-
-
-def plan_push(agent, p, has_exec):
-    """(target, source sha, size, copy needed, reason, guest mode or None)."""
-    from virt_qga.errors import BadInputError
-    from virt_qga.workflows import files
-
-    src = p["src"]
-    if not os.path.isfile(src):
-        raise BadInputError(f"{src} is not a file on the hypervisor", field="src")
-    checksum, size = local_sha256(src), os.path.getsize(src)
-    dest = p["dest"]
-    kind = guest_kind(agent, dest, has_exec)
-    target = files.guest_target(dest, os.path.basename(src), kind == "dir")
-    if target != dest:
-        kind = guest_kind(agent, target, has_exec)
-    if kind == "dir":
-        raise BadInputError(f"{target} is a directory in the guest", field="dest")
-    if kind == "missing":
-        return target, checksum, size, True, "missing", None
-    same = guest_sha256(agent, target, has_exec) == checksum
-    current = files.guest_mode(agent, target) if has_exec else None
-    if same:
-        return target, checksum, size, False, "identical", current
-    return target, checksum, size, p["force"], "differs", current
-
-
-def plan_pull(agent, p, has_exec):
-    from virt_qga.errors import BadInputError
-
-    src, dest = p["src"], p["dest"]
-    kind = guest_kind(agent, src, has_exec)
-    if kind == "missing":
-        raise BadInputError(f"{src} does not exist in the guest", field="src")
-    if kind == "dir":
-        raise BadInputError(f"{src} is a directory in the guest", field="src")
-    checksum = guest_sha256(agent, src, has_exec)
-    target = dest
-    if dest.endswith("/") or os.path.isdir(dest):
-        target = os.path.join(dest, posixpath.basename(src.rstrip("/")))
-    if os.path.isdir(target):
-        raise BadInputError(f"{target} is a directory on the hypervisor", field="dest")
-    if not os.path.lexists(target):
-        return target, checksum, True, "missing", None
-    current = stat.S_IMODE(os.stat(target).st_mode)
-    if local_sha256(target) == checksum:
-        return target, checksum, False, "identical", current
-    return target, checksum, p["force"], "differs", current
 
 
 def do_push(module, agent, p, mode, has_exec):
     from virt_qga.workflows import files
 
-    target, checksum, size, copy, reason, current = plan_push(agent, p, has_exec)
-    out = dict(src=p["src"], dest=target, direction="push", checksum=checksum, size=size)
-    if not copy:
-        fix_mode = mode is not None and has_exec and current != mode
-        if fix_mode and not module.check_mode:
-            files.gexec.run_checked(agent, ["chmod", f"{mode:o}", target], timeout=60.0)
-        new_mode = mode if fix_mode else current
-        why = "identical in the guest" if reason == "identical" else \
+    plan = files.plan_push(agent, p["src"], p["dest"], force=p["force"], has_exec=has_exec)
+    out = dict(src=p["src"], dest=plan.target, direction="push", checksum=plan.checksum, size=plan.size)
+    if not plan.needed:
+        change_mode = mode is not None and has_exec and plan.current_mode != mode
+        if change_mode and not module.check_mode:
+            files.fix_mode(agent, plan, mode)
+        new_mode = mode if change_mode else plan.current_mode
+        why = "identical in the guest" if plan.reason == "identical" else \
             "differs in the guest; left as it is (force=false)"
-        module.exit_json(changed=fix_mode, copied=False, mode=fmt_mode(new_mode),
-                         msg=why + ("; mode changed" if fix_mode else ""), **out)
+        module.exit_json(changed=change_mode, copied=False, mode=fmt_mode(new_mode),
+                         msg=why + ("; mode changed" if change_mode else ""), **out)
     if module.check_mode:
         module.exit_json(changed=True, copied=True, mode=fmt_mode(mode),
-                         msg=f"would copy into the guest (target {reason})", **out)
-    res = files.push(agent, p["src"], target, force=True, mode=mode, verify=p["verify"],
+                         msg=f"would copy into the guest (target {plan.reason})", **out)
+    res = files.push(agent, p["src"], plan.target, force=True, mode=mode, verify=p["verify"],
                      in_place=not has_exec)
     for warning in res.warnings:
         module.warn(warning)
@@ -322,22 +224,22 @@ def do_push(module, agent, p, mode, has_exec):
 def do_pull(module, agent, p, mode, has_exec):
     from virt_qga.workflows import files
 
-    target, checksum, copy, reason, current = plan_pull(agent, p, has_exec)
-    out = dict(src=p["src"], dest=target, direction="pull", checksum=checksum)
-    if not copy:
-        fix_mode = mode is not None and current != mode
-        if fix_mode and not module.check_mode:
-            os.chmod(target, mode)
-        new_mode = mode if fix_mode else current
-        why = "identical on the hypervisor" if reason == "identical" else \
+    plan = files.plan_pull(agent, p["src"], p["dest"], force=p["force"], has_exec=has_exec)
+    out = dict(src=p["src"], dest=plan.target, direction="pull", checksum=plan.checksum)
+    if not plan.needed:
+        change_mode = mode is not None and plan.current_mode != mode
+        if change_mode and not module.check_mode:
+            files.fix_mode(agent, plan, mode)
+        new_mode = mode if change_mode else plan.current_mode
+        why = "identical on the hypervisor" if plan.reason == "identical" else \
             "differs on the hypervisor; left as it is (force=false)"
-        module.exit_json(changed=fix_mode, copied=False, mode=fmt_mode(new_mode),
-                         size=os.path.getsize(target) if reason == "identical" else None,
-                         msg=why + ("; mode changed" if fix_mode else ""), **out)
+        module.exit_json(changed=change_mode, copied=False, mode=fmt_mode(new_mode),
+                         size=os.path.getsize(plan.target) if plan.reason == "identical" else None,
+                         msg=why + ("; mode changed" if change_mode else ""), **out)
     if module.check_mode:
         module.exit_json(changed=True, copied=True, mode=fmt_mode(mode),
-                         msg=f"would copy from the guest (target {reason})", **out)
-    res = files.pull(agent, p["src"], target, force=True, mode=mode, verify=p["verify"])
+                         msg=f"would copy from the guest (target {plan.reason})", **out)
+    res = files.pull(agent, p["src"], plan.target, force=True, mode=mode, verify=p["verify"])
     for warning in res.warnings:
         module.warn(warning)
     out["checksum"] = res.sha256

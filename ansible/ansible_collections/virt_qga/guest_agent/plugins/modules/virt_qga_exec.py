@@ -238,6 +238,7 @@ error:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.virt_qga.guest_agent.plugins.module_utils.virt_qga_common import (
+    ExitCode,
     common_argument_spec,
     module_kwargs,
     open_agent,
@@ -337,7 +338,7 @@ def body(module):
     argv = build_argv(p)
     timeout = float(p["timeout"])
     if timeout <= 0:
-        module.fail_json(msg=f"timeout must be positive, got {timeout}", exit_code=2,
+        module.fail_json(msg=f"timeout must be positive, got {timeout}", exit_code=int(ExitCode.USAGE),
                          error="BadInputError", cmd=argv)
     agent = open_agent(module, timeout=min(timeout, MAX_CALL_TIMEOUT))
     try:

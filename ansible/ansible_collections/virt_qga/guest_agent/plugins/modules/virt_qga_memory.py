@@ -138,7 +138,6 @@ from ansible_collections.virt_qga.guest_agent.plugins.module_utils.virt_qga_comm
     run_guarded,
 )
 
-MIB = 1024 * 1024
 #: Longest single agent reply wait, whatever the step's own deadline.
 MAX_CALL_TIMEOUT = 30.0
 
@@ -153,75 +152,41 @@ def argument_spec():
     )
 
 
-def dimm_total(layout):
-    return sum(d.size for d in layout.dimms)
-
-
-def make_plan(view, target, step):
-    """{"plug": [bytes...]} or {"unplug": [aliases]} or {} when already there."""
-    from virt_qga.errors import BadInputError
-    from virt_qga.workflows.memory import choose_dimms
-
-    current = dimm_total(view.layout)
-    if target == current:
-        return {}
-    if target > current:
-        delta = target - current
-        size = step or delta
-        if delta % size:
-            raise BadInputError(f"{delta // MIB} MiB to add is not a multiple of dimm_size_mb "
-                                f"({size // MIB})", field="dimm_size_mb")
-        if size % view.block_size:
-            raise BadInputError(f"DIMM size {size // MIB} MiB is not a multiple of the guest's memory "
-                                f"block size ({view.block_size // MIB} MiB)", field="dimm_size_mb")
-        return {"plug": [size] * (delta // size)}
-    return {"unplug": [d.alias for d in choose_dimms(view.layout, current - target)]}
-
-
-def plan_for_humans(plan):
-    if "plug" in plan:
-        return {"plug": [s // MIB for s in plan["plug"]]}
-    return dict(plan)
-
-
 def body(module):
     require_library(module)
-    from virt_qga.errors import BadInputError
-    from virt_qga.workflows.memory import plug, read_view, unplug
+    from virt_qga.workflows.memory import MIB, plan_dimm_total, plug, read_view, unplug
 
     p = module.params
-    if p["dimm_mb"] < 0:
-        raise BadInputError("dimm_mb must be 0 or more", field="dimm_mb")
     if p.get("dimm_size_mb") is not None and p["dimm_size_mb"] <= 0:
+        from virt_qga.errors import BadInputError
+
         raise BadInputError("dimm_size_mb must be positive", field="dimm_size_mb")
-    target = p["dimm_mb"] * MIB
-    step = (p.get("dimm_size_mb") or 0) * MIB
     domain = open_domain(module, "virt_qga_memory")
     agent = open_agent(module, timeout=min(p["timeout"], MAX_CALL_TIMEOUT))
     try:
         before = read_view(domain, agent)
-        plan = make_plan(before, target, step)
-        before_mb = dimm_total(before.layout) // MIB
-        if not plan:
+        plan = plan_dimm_total(before, p["dimm_mb"] * MIB, (p.get("dimm_size_mb") or 0) * MIB)
+        before_mb = plan.current // MIB
+        if not plan.changes:
             module.exit_json(changed=False, dimm_mb=p["dimm_mb"], before_mb=before_mb, after_mb=before_mb,
                              plan={}, view=before.to_dict(), msg=f"DIMM memory already {before_mb} MiB")
         if module.check_mode:
             module.exit_json(changed=True, dimm_mb=p["dimm_mb"], before_mb=before_mb, after_mb=p["dimm_mb"],
-                             plan=plan_for_humans(plan), view=before.to_dict(),
+                             plan=plan.to_dict(), view=before.to_dict(),
                              msg=f"would change DIMM memory {before_mb} -> {p['dimm_mb']} MiB (check mode)")
         results = []
-        for size in plan.get("plug", []):
+        for size in plan.plug:
             results.append(plug(domain, agent, size, node=p["node"], config=p["config"],
                                 timeout=p["timeout"]).to_dict())
-        for alias in plan.get("unplug", []):
+        for alias in plan.unplug:
             results.append(unplug(domain, agent, alias=alias, config=p["config"],
                                   timeout=p["timeout"]).to_dict())
         after = read_view(domain, agent)
     finally:
         agent.close()
-    after_mb = dimm_total(after.layout) // MIB
+    after_mb = sum(d.size for d in after.layout.dimms) // MIB
     module.exit_json(changed=True, dimm_mb=p["dimm_mb"], before_mb=before_mb, after_mb=after_mb,
-                     plan=plan_for_humans(plan), results=results, view=after.to_dict(),
+                     plan=plan.to_dict(), results=results, view=after.to_dict(),
                      msg=f"DIMM memory {before_mb} -> {after_mb} MiB")
 
 

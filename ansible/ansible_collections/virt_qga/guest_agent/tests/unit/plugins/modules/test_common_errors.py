@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from virt_qga import errors as E
-from virt_qga.exitcodes import ExitCode
+from virt_qga.outcome import State
 
 from ansible_collections.virt_qga.guest_agent.plugins.module_utils import virt_qga_common as common
 from ansible_collections.virt_qga.guest_agent.plugins.modules import virt_qga_exec, virt_qga_info
@@ -23,7 +23,7 @@ from ansible_collections.virt_qga.guest_agent.plugins.modules import virt_qga_ex
     (E.DomainNotFoundError("no such domain"), 6),
     (E.DomainNotRunningError("shut off", state="shut off"), 6),
     (E.LockBusyError("busy"), 10),
-    (E.OperationError("maybe frozen", exit_code=ExitCode.MAYBE_FROZEN, state="maybe-frozen",
+    (E.OperationError("maybe frozen", state=State.MAYBE_FROZEN,
                       undo="virt-qga recover web01", result={"frozen": True}), 8),
 ])
 def test_error_result_carries_exit_code_and_class(exc: Exception, code: int) -> None:
@@ -34,7 +34,7 @@ def test_error_result_carries_exit_code_and_class(exc: Exception, code: int) -> 
 
 
 def test_operation_error_details() -> None:
-    exc = E.OperationError("thaw unconfirmed", exit_code=ExitCode.MAYBE_FROZEN, state="maybe-frozen",
+    exc = E.OperationError("thaw unconfirmed", state=State.MAYBE_FROZEN,
                            undo="virt-qga recover web01", result={"frozen": True}, domain="web01")
     out = common.error_result(exc)
     assert out["state"] == "maybe-frozen"

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from virt_qga import errors as E
 from virt_qga.exitcodes import ExitCode
+from virt_qga.outcome import State
 from virt_qga.workflows import snapshot as wf
 
 from ansible_collections.virt_qga.guest_agent.plugins.modules import virt_qga_snapshot as mod
@@ -81,8 +82,8 @@ def test_post_thaw_failure_fails_with_5(run_module: Any, calls: Any) -> None:
 
 
 def test_maybe_frozen_carries_undo(run_module: Any, calls: Any) -> None:
-    calls["error"] = E.OperationError("thaw unconfirmed", exit_code=ExitCode.MAYBE_FROZEN,
-                                      state="maybe-frozen", undo="virt-qga recover db", domain="db")
+    calls["error"] = E.OperationError("thaw unconfirmed", state=State.MAYBE_FROZEN,
+                                      undo="virt-qga recover db", domain="db")
     res = run_module(mod, {"domain": "db"})
     assert res.failed and res.result["exit_code"] == 8
     assert res.result["undo"] == "virt-qga recover db" and res.result["state"] == "maybe-frozen"
@@ -96,12 +97,16 @@ def test_lock_busy_is_10(run_module: Any, calls: Any) -> None:
 
 def test_commit_back_without_overlays_is_unchanged(run_module: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(mod, "open_domain", lambda module, what=None: SimpleNamespace())
-    monkeypatch.setattr(mod, "overlays_to_commit", lambda domain, disks: [])
+    monkeypatch.setattr(wf, "overlays_to_commit", lambda domain, disks: [])
     res = run_module(mod, {"domain": "db", "commit_back": True})
     assert res.result["changed"] is False
 
 
 def test_overlay_pattern() -> None:
-    assert mod.VQGA_OVERLAY.match("/i/db.vqga-20261125T060000Z.qcow2")
-    assert mod.VQGA_OVERLAY.match("/i/db.vqga-20261125T060000123Z.qcow2")
-    assert not mod.VQGA_OVERLAY.match("/i/db.qcow2")
+    # the module keeps no pattern of its own: the workflow's one decides
+    from virt_qga.host.snapshots import is_vqga_overlay
+
+    assert not hasattr(mod, "VQGA_OVERLAY")
+    assert is_vqga_overlay("/i/db.vqga-20261125T060000Z.qcow2")
+    assert is_vqga_overlay("/i/db.vqga-20261125T060000123Z.qcow2")
+    assert not is_vqga_overlay("/i/db.qcow2")

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from virt_qga import errors as E
-from virt_qga.exitcodes import ExitCode
+from virt_qga.outcome import State
 from virt_qga.workflows import vcpus as wf
 
 from ansible_collections.virt_qga.guest_agent.plugins.modules import virt_qga_vcpus as mod
@@ -84,8 +84,8 @@ def test_guest_only_counts_online(run_module: Any, host: Any) -> None:
 
 def test_pending_state_fails_with_exit_5(run_module: Any, host: Any) -> None:
     host["views"] = [Views({0, 1, 2}, {0, 1, 2})]
-    host["raise"] = E.OperationError("unplug of vCPU 2 still pending", exit_code=ExitCode.PARTIAL,
-                                     state="pending", result={"state": "pending"})
+    host["raise"] = E.OperationError("unplug of vCPU 2 still pending", state=State.PENDING,
+                                     result={"state": "pending"})
     res = run_module(mod, {"domain": "vm", "count": 2})
     assert res.failed and res.result["exit_code"] == 5 and res.result["state"] == "pending"
 
