@@ -48,9 +48,13 @@ def cli_page() -> str:
 
 def errors_page() -> str:
     import virt_qga.errors as errors
-    from virt_qga.exitcodes import MEANINGS
+    from virt_qga.exitcodes import EXIT_BY_STATE, MEANINGS
+    from virt_qga.outcome import State
 
     rows = "\n".join(f"| {int(code)} | `{code.name}` | {text} |" for code, text in MEANINGS.items())
+    states = "\n".join(
+        f"| `{state.value}` | {int(code)} | {'always' if fixed else 'unless the cause has its own code'} | "
+        f"{_first_line(state)} |" for state, (code, fixed) in EXIT_BY_STATE.items())
     doc = (errors.__doc__ or "").strip()
     return f"""# Errors and exit codes
 
@@ -67,12 +71,42 @@ Every failure is reported as one line on stderr, `virt-qga: error: DOMAIN: messa
 |-----:|------|---------|
 {rows}
 
+## Workflow outcomes
+
+A workflow that cannot finish cleanly reports a `state` (in the `--json` error document and
+in the Ansible failure) and exits with the code this table gives it. "Unless the cause has
+its own code": a clean state reached because of a timeout exits 4, after a signal 130, with
+the agent unavailable 3.
+
+| state | exit code | | meaning |
+|-------|----------:|-|---------|
+{states}
+
 ## Exception hierarchy (library users)
 
 ```text
 {doc}
 ```
 """
+
+
+def _first_line(state: object) -> str:
+    """The comment above a State member in virt_qga/outcome.py."""
+    import inspect
+
+    import virt_qga.outcome as outcome
+
+    lines = inspect.getsource(outcome).splitlines()
+    name = getattr(state, "name", "")
+    for i, line in enumerate(lines):
+        if line.strip().startswith(f"{name} = "):
+            notes = []
+            j = i - 1
+            while j >= 0 and lines[j].strip().startswith("#:"):
+                notes.insert(0, lines[j].strip()[2:].strip())
+                j -= 1
+            return " ".join(notes)
+    return ""
 
 
 PAGES = {"docs/cli.md": cli_page, "docs/errors.md": errors_page}
