@@ -175,6 +175,7 @@ from ansible_collections.virt_qga.guest_agent.plugins.module_utils.virt_qga_comm
     workflow_options,
 )
 
+
 def argument_spec():
     return common_argument_spec(
         dest=dict(type="path", required=True),
