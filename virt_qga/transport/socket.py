@@ -14,217 +14,85 @@ In short:
   ``guest-sync-delimited`` with a random 63-bit id, discard everything up to the
   agent's ``0xFF`` sentinel, then discard replies until one returns our id;
 * every wait has a monotonic deadline, every buffer a size cap, and nothing but
-  :mod:`virt_qga.errors` leaves :meth:`SocketTransport.execute`.
+  :mod:`virt_qga.errors` leaves :meth:`SocketTransport.execute`;
+* one call, one deadline: the wait for the connection lock, connecting, the resync
+  and the command itself all end by ``timeout`` seconds after the call began
+  (connecting and syncing are also bounded by their own, shorter limits).
+
+Framing (where a reply ends, the sentinel, id matching, buffer bounds, request
+encoding) is :mod:`virt_qga.transport.framing`; opening the socket and its errors is
+:mod:`virt_qga.transport.unix`. What is left here, the connection's state machine
+(lock, connect, sync, exchange, resync after trouble, close from another thread), is
+one class of about 480 lines, kept in one module because its invariants (when
+``_synced`` holds, who may drop the socket) are read best in one place.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import re
 import secrets
 import select
 import socket
-import stat
 import threading
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from virt_qga.errors import (
-    AgentNotConfiguredError,
     AgentNotConnectedError,
     AgentTimeoutError,
-    AgentUnavailableError,
     BadInputError,
     ProtocolError,
     VirtQgaError,
 )
 from virt_qga.transport.base import DEFAULT_TIMEOUT, MAX_REPLY_BYTES
+from virt_qga.transport.framing import (
+    GARBAGE,
+    MAX_DEPTH,
+    MAX_REQUEST_BYTES,
+    OVERSIZED,
+    SENTINEL,
+    SYNC_SENTINEL,
+    TOO_DEEP,
+    Scanner,
+    SyncMatcher,
+    decode_object,
+    encode_request,
+    sync_request,
+)
 from virt_qga.transport.replies import error_from_reply, sanitize
+from virt_qga.transport.unix import connect_unix, secs
 
 __all__ = ["MAX_REQUEST_BYTES", "SYNC_SENTINEL", "SocketTransport"]
 
-#: Largest request we send, bytes of serialised JSON. qemu's JSON streamer
-#: (qobject/json-streamer.c) rejects a message once the bytes of its tokens exceed
-#: MAX_TOKEN_SIZE = 64 MiB (also 2 Mi tokens, 1024 nesting levels). We stop at 48 MiB:
-#: requests are compact JSON, so 48 MiB of request is < 48 MiB of tokens, leaving
-#: 16 MiB of margin, and a small guest must hold the tokens, the parsed string and
-#: the decoded data at once. 48 MiB is also qemu-ga's own cap on guest-file-read.
-MAX_REQUEST_BYTES = 48 * 1024 * 1024
-
-#: The byte qemu-ga writes before a guest-sync-delimited reply, and that we send
-#: before the request to flush the agent's parser. Never valid in UTF-8.
-SYNC_SENTINEL = 0xFF
-
 #: recv size. Large enough that a guest-file-read reply needs few syscalls.
 _RECV_CHUNK = 256 * 1024
-#: qemu-ga's replies nest a handful of levels; Python's json recursion gives out near 1000.
-_MAX_DEPTH = 512
 
 _T = TypeVar("_T")
 
 
-class _Mark:
-    """A scanner outcome that is not a complete object."""
+class _Deadline:
+    """The caller's deadline for one call: an end on the monotonic clock and the
+    nominal length in seconds, which is what error messages quote."""
 
-    def __init__(self, name: str) -> None:
-        self.name = name
+    __slots__ = ("end", "seconds")
 
-    def __repr__(self) -> str:
-        return f"<{self.name}>"
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.end = time.monotonic() + seconds
 
+    def left(self) -> float:
+        return self.end - time.monotonic()
 
-_SENTINEL = _Mark("sentinel")  # a 0xFF byte: everything before it is stale
-_GARBAGE = _Mark("garbage")  # a byte that cannot start a JSON object at top level
-_TOO_DEEP = _Mark("too-deep")  # nesting beyond _MAX_DEPTH
-
-_WS = re.compile(rb"[ \t\r\n]*")
-_OUTSIDE = re.compile(rb'[{}\[\]"\xff]')  # bytes that matter outside a string
-_INSIDE = re.compile(rb'["\\\xff]')  # bytes that matter inside a string
-
-
-def _skip_ws(buf: bytearray) -> None:
-    m = _WS.match(buf)
-    if m is not None and m.end():
-        del buf[: m.end()]
-
-
-class _Scanner:
-    """Incremental framing of a byte stream into top-level JSON objects.
-
-    Tracks brace depth and string/escape state across reads, so an object split over
-    any number of reads (byte by byte too) is found, several objects in one read are
-    returned one at a time, and each byte is scanned once (the regexes skip long
-    strings, e.g. base64 file data, at C speed). A 0xFF byte anywhere resets the
-    state, as the guest-sync-delimited doc asks. Objects are validated later by
-    ``json.loads``; this only finds where they end.
-    """
-
-    __slots__ = ("buf", "depth", "in_str", "pos")
-
-    def __init__(self) -> None:
-        self.buf = bytearray()
-        self.pos = 0
-        self.depth = 0
-        self.in_str = False
-
-    def clear(self) -> None:
-        self.buf.clear()
-        self._reset()
-
-    def _reset(self) -> None:
-        self.pos = 0
-        self.depth = 0
-        self.in_str = False
-
-    def feed(self, data: bytes | bytearray | memoryview) -> None:
-        self.buf += data
-
-    def pending(self) -> int:
-        """Bytes held: the partial object being assembled (plus any read after it)."""
-        return len(self.buf)
-
-    def idle(self) -> bool:
-        """True when nothing but whitespace is buffered."""
-        if self.depth:
-            return False
-        _skip_ws(self.buf)
-        return not self.buf
-
-    def skip_to_sentinel(self) -> tuple[bool, int]:
-        """Drop everything up to and including the next 0xFF.
-
-        Returns (found, bytes dropped). Without a 0xFF the whole buffer is dropped,
-        so stale data costs no memory.
-        """
-        self._reset()
-        idx = self.buf.find(SYNC_SENTINEL)
-        if idx < 0:
-            dropped = len(self.buf)
-            self.buf.clear()
-            return False, dropped
-        del self.buf[: idx + 1]
-        return True, idx + 1
-
-    def next(self) -> bytes | _Mark | None:
-        """The next complete object, a mark, or None when more input is needed."""
-        buf = self.buf
-        if self.depth == 0:
-            _skip_ws(buf)
-            if not buf:
-                return None
-            first = buf[0]
-            if first == SYNC_SENTINEL:
-                del buf[:1]
-                return _SENTINEL
-            if first != 0x7B:  # '{'
-                return _GARBAGE
-            self.depth = 1
-            self.pos = 1
-            self.in_str = False
-        while True:
-            if self.in_str:
-                m = _INSIDE.search(buf, self.pos)
-                if m is None:
-                    self.pos = len(buf)
-                    return None
-                i = m.start()
-                c = buf[i]
-                if c == 0x22:  # closing quote
-                    self.in_str = False
-                    self.pos = i + 1
-                elif c == 0x5C:  # backslash: skip the escaped byte (unless it is 0xFF)
-                    if i + 1 >= len(buf):
-                        self.pos = i
-                        return None
-                    self.pos = i + 1 if buf[i + 1] == SYNC_SENTINEL else i + 2
-                else:
-                    del buf[: i + 1]
-                    self._reset()
-                    return _SENTINEL
-            else:
-                m = _OUTSIDE.search(buf, self.pos)
-                if m is None:
-                    self.pos = len(buf)
-                    return None
-                i = m.start()
-                c = buf[i]
-                if c == 0x22:
-                    self.in_str = True
-                    self.pos = i + 1
-                elif c == 0x7B or c == 0x5B:
-                    self.depth += 1
-                    self.pos = i + 1
-                    if self.depth > _MAX_DEPTH:
-                        return _TOO_DEEP
-                elif c == 0x7D or c == 0x5D:
-                    self.depth -= 1
-                    self.pos = i + 1
-                    if self.depth == 0:
-                        obj = bytes(buf[: i + 1])
-                        del buf[: i + 1]
-                        self._reset()
-                        return obj
-                else:
-                    del buf[: i + 1]
-                    self._reset()
-                    return _SENTINEL
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-def _decode(raw: bytes) -> Any:
-    """Strict UTF-8, strict JSON. Raises UnicodeDecodeError/ValueError/RecursionError."""
-    return json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
-
-
-def _secs(t: float) -> str:
-    """5 -> '5.0', 0.25 -> '0.25': what a user reads in 'no reply within ... s'."""
-    return f"{t:.1f}" if round(t, 1) == t else f"{t:.3g}"
+    def capped(self, limit: float) -> tuple[float, float]:
+        """(end, seconds) of a step whose own limit is ``limit`` seconds: the step ends
+        at its own limit or at the call's deadline, whichever comes first, and says
+        the figure that bound it."""
+        own_end = time.monotonic() + limit
+        if own_end <= self.end:
+            return own_end, limit
+        return self.end, self.seconds
 
 
 class _PeerClosed(Exception):
@@ -246,9 +114,11 @@ class SocketTransport:
     is opened lazily, kept open, and resynchronised only on connect, after a timeout
     or after anything that may have left the stream out of step.
 
-    Deadlines are separate and each bounded: connecting (``connect_timeout``), the
-    sync (``sync_timeout``, when one is needed) and the command itself (``timeout``,
-    or the per-call one). After :meth:`close` the transport can be used again; it then
+    Each call has one deadline, ``timeout`` (or the per-call one), that covers
+    everything it waits for: the lock, connecting (also capped by ``connect_timeout``),
+    the sync when one is needed (also capped by ``sync_timeout``) and the reply. So a
+    call returns within its timeout plus the granularity of ``poll`` (1 ms) and of
+    thread scheduling. After :meth:`close` the transport can be used again; it then
     reconnects.
     """
 
@@ -288,7 +158,7 @@ class SocketTransport:
         self._sock: socket.socket | None = None
         self._poll_in: Any = None
         self._poll_out: Any = None
-        self._scanner = _Scanner()
+        self._scanner = Scanner()
         self._synced = False
         self._scratch = bytearray(_RECV_CHUNK)
         self._scratch_view = memoryview(self._scratch)
@@ -310,10 +180,11 @@ class SocketTransport:
         request cannot be encoded or is too large (nothing is sent then).
         """
         t = self.timeout if timeout is None else self._check_seconds(timeout, "timeout")
-        data = self._encode(command, arguments)
-        self._acquire(command, t + self.connect_timeout + self.sync_timeout, t)
+        data = encode_request(command, arguments, self.max_request_bytes)
+        dl = _Deadline(t)
+        self._acquire(command, dl)
         try:
-            return self._guarded(command, lambda: self._exchange(command, data, t))
+            return self._guarded(command, lambda: self._exchange(command, data, dl))
         finally:
             self._lock.release()
 
@@ -324,11 +195,11 @@ class SocketTransport:
         The agent still answers a *failure* of such a command, so the connection is
         marked for resync: that reply is discarded before the next command.
         """
-        data = self._encode(command, arguments)
-        t = self.timeout
-        self._acquire(command, t + self.connect_timeout + self.sync_timeout, t)
+        data = encode_request(command, arguments, self.max_request_bytes)
+        dl = _Deadline(self.timeout)
+        self._acquire(command, dl)
         try:
-            self._guarded(command, lambda: self._hand_over(command, data, t))
+            self._guarded(command, lambda: self._hand_over(command, data, dl))
         finally:
             self._lock.release()
 
@@ -338,9 +209,10 @@ class SocketTransport:
         For tests and diagnostics; :meth:`execute` syncs by itself when needed.
         """
         t = self.sync_timeout if timeout is None else self._check_seconds(timeout, "timeout")
-        self._acquire("guest-sync-delimited", t + self.connect_timeout, t)
+        dl = _Deadline(t)
+        self._acquire("guest-sync-delimited", dl)
         try:
-            return self._guarded("guest-sync-delimited", lambda: self._sync_now(t))
+            return self._guarded("guest-sync-delimited", lambda: self._sync_now(dl))
         finally:
             self._lock.release()
 
@@ -386,29 +258,9 @@ class SocketTransport:
             raise BadInputError(f"{name} must be a positive number of seconds, not {value!r}", field=name)
         return float(value)
 
-    def _encode(self, command: Any, arguments: Any) -> bytes:
-        if not isinstance(command, str) or not command:
-            raise BadInputError("command must be a non-empty string", field="command")
-        if arguments is not None and not isinstance(arguments, dict):
-            raise BadInputError(f"{command}: arguments must be an object (dict), not "
-                                f"{type(arguments).__name__}", field="arguments", command=command)
-        req: dict[str, Any] = {"execute": command}
-        if arguments is not None:
-            req["arguments"] = arguments
-        try:
-            text = json.dumps(req, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
-        except (TypeError, ValueError, RecursionError) as exc:
-            raise BadInputError(f"{command}: arguments cannot be sent as JSON: {sanitize(str(exc))}",
-                                field="arguments", command=command) from None
-        data = text.encode("ascii") + b"\n"
-        if len(data) > self.max_request_bytes:
-            raise BadInputError(f"{command}: request is {len(data)} bytes; the agent socket transport "
-                                f"sends at most {self.max_request_bytes}", field="arguments", command=command)
-        return data
-
-    def _acquire(self, command: str, wait: float, t: float) -> None:
-        if not self._lock.acquire(timeout=wait):
-            raise AgentTimeoutError(f"{command}: no reply within {_secs(t)} s "
+    def _acquire(self, command: str, dl: _Deadline) -> None:
+        if not self._lock.acquire(timeout=max(0.0, dl.left())):
+            raise AgentTimeoutError(f"{command}: no reply within {secs(dl.seconds)} s "
                                     "(the connection stayed busy with another command)", command=command)
 
     def _guarded(self, command: str, fn: Callable[[], _T]) -> _T:
@@ -440,53 +292,8 @@ class SocketTransport:
             except OSError:
                 pass
 
-    def _connect(self) -> None:
-        path = self.target
-        addr = "\0" + path[1:] if path.startswith("@") else path
-        deadline = time.monotonic() + self.connect_timeout
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            sock.setblocking(False)
-            while True:
-                try:
-                    sock.connect(addr)
-                    break
-                except (BlockingIOError, InterruptedError):
-                    # AF_UNIX answers EAGAIN when the listener's backlog is full.
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        raise AgentNotConnectedError(
-                            f"agent socket {path} did not accept a connection within "
-                            f"{_secs(self.connect_timeout)} s (listener backlog full)") from None
-                    time.sleep(min(0.01, left))
-        except FileNotFoundError:
-            sock.close()
-            raise AgentNotConfiguredError(f"no agent socket at {path}") from None
-        except NotADirectoryError:
-            sock.close()
-            raise AgentNotConfiguredError(f"no agent socket at {path} (a parent is not a directory)") \
-                from None
-        except PermissionError:
-            sock.close()
-            raise AgentUnavailableError(
-                f"permission denied on agent socket {path}: run as a user allowed to open it "
-                "(usually root or the owner of the QEMU process)") from None
-        except ConnectionRefusedError:
-            sock.close()
-            if not self._is_socket(path):
-                raise AgentNotConfiguredError(f"{path} is not a socket") from None
-            raise AgentNotConnectedError(f"nothing is listening on agent socket {path} "
-                                         "(connection refused; is the VM running?)") from None
-        except OSError as exc:
-            sock.close()
-            if "too long" in str(exc):
-                raise BadInputError(f"agent socket path is too long for AF_UNIX: {path}",
-                                    field="path") from None
-            raise AgentNotConnectedError(f"cannot connect to agent socket {path}: "
-                                         f"{exc.strerror or exc}") from None
-        except BaseException:
-            sock.close()
-            raise
+    def _connect(self, dl: _Deadline) -> None:
+        sock = connect_unix(self.target, *dl.capped(self.connect_timeout))
         self._sock = sock
         self._poll_in = select.poll()
         self._poll_in.register(sock.fileno(), select.POLLIN)
@@ -495,15 +302,6 @@ class SocketTransport:
         self._scanner.clear()
         self._synced = False
         self.connects += 1
-
-    @staticmethod
-    def _is_socket(path: str) -> bool:
-        if path.startswith("@"):
-            return True
-        try:
-            return stat.S_ISSOCK(os.stat(path).st_mode)
-        except OSError:
-            return True  # cannot tell; keep the "refused" message
 
     # ------------------------------------------------------------------ raw I/O
 
@@ -551,25 +349,26 @@ class SocketTransport:
 
     # ------------------------------------------------------------------ sync
 
-    def _ensure_ready(self) -> None:
+    def _ensure_ready(self, dl: _Deadline) -> None:
+        """Connect and sync if needed, each within its own limit and the call's deadline."""
         if self._sock is None:
-            self._connect()
+            self._connect(dl)
         if not self._synced:
-            self._sync_with_reconnect(time.monotonic() + self.sync_timeout, self.sync_timeout)
+            self._sync_with_reconnect(dl, *dl.capped(self.sync_timeout))
 
-    def _sync_now(self, t: float) -> int:
+    def _sync_now(self, dl: _Deadline) -> int:
         if self._sock is None:
-            self._connect()
-        return self._sync_with_reconnect(time.monotonic() + t, t)
+            self._connect(dl)
+        return self._sync_with_reconnect(dl, dl.end, dl.seconds)
 
-    def _sync_with_reconnect(self, deadline: float, t: float) -> int:
+    def _sync_with_reconnect(self, dl: _Deadline, deadline: float, t: float) -> int:
         try:
             return self._sync_once(deadline, t)
         except _PeerClosed:
             pass
         # One transparent reconnect: the sync is idempotent, so this is safe.
         self._drop()
-        self._connect()
+        self._connect(dl)
         try:
             return self._sync_once(deadline, t)
         except _PeerClosed:
@@ -579,55 +378,23 @@ class SocketTransport:
 
     def _sync_timeout(self, t: float, what: str = "no reply to") -> AgentNotConnectedError:
         return AgentNotConnectedError(f"agent not responding on {self.target}: {what} "
-                                      f"guest-sync-delimited within {_secs(t)} s")
+                                      f"guest-sync-delimited within {secs(t)} s")
 
     def _sync_once(self, deadline: float, t: float) -> int:
-        """Send 0xFF + guest-sync-delimited; discard until the sentinel and our id."""
+        """Send 0xFF + guest-sync-delimited; discard until the sentinel and our id
+        (:class:`~virt_qga.transport.framing.SyncMatcher`). ``t`` is what a timeout
+        message quotes."""
         self._synced = False
         self.syncs += 1
         ident = secrets.randbits(63) or 1
-        sc = self._scanner
-        sc.clear()  # whatever is buffered predates this sync: stale
-        req = b'\xff{"execute":"guest-sync-delimited","arguments":{"id":%d}}\n' % ident
+        self._scanner.clear()  # whatever is buffered predates this sync: stale
         try:
-            self._send(req, deadline)
+            self._send(sync_request(ident), deadline)
         except _SendTimeout:
             raise self._sync_timeout(t, "the agent did not take") from None
-        seen_sentinel = False
-        discarded = 0
-        while True:
-            while True:  # consume what is buffered
-                if not seen_sentinel:
-                    seen_sentinel, dropped = sc.skip_to_sentinel()
-                    discarded += dropped
-                    if not seen_sentinel:
-                        break
-                item = sc.next()
-                if item is None:
-                    if sc.pending() > self.max_reply_bytes:
-                        seen_sentinel = False  # an oversized partial object: drop it
-                        continue
-                    break
-                if item is _SENTINEL:
-                    continue
-                if isinstance(item, _Mark):  # garbage or too deep: hunt for the next 0xFF
-                    seen_sentinel = False
-                    continue
-                discarded += len(item)
-                try:
-                    obj = _decode(item)
-                except (ValueError, RecursionError):
-                    continue
-                if isinstance(obj, dict):
-                    ret = obj.get("return")
-                    if type(ret) is int and ret == ident:
-                        # Nothing of ours is pending after the sync reply: anything
-                        # else buffered is unsolicited, and dropped.
-                        sc.clear()
-                        self._synced = True
-                        return ident
-                # Stale reply, the agent's error for the stray 0xFF, or another id.
-            if discarded > self.max_discard_bytes:
+        matcher = SyncMatcher(self._scanner, ident, self.max_reply_bytes)
+        while not matcher.match():
+            if matcher.discarded > self.max_discard_bytes:
                 self._drop()
                 raise ProtocolError(f"discarded more than {self.max_discard_bytes} bytes from "
                                     f"{self.target} without a reply to guest-sync-delimited")
@@ -636,36 +403,29 @@ class SocketTransport:
                 raise self._sync_timeout(t)
             if n == 0:
                 raise _PeerClosed()
+        self._synced = True
+        return ident
 
     # ------------------------------------------------------------------ commands
 
-    def _exchange(self, command: str, data: bytes, t: float) -> Any:
-        self._ensure_ready()  # leftovers after the last reply left _synced False
+    def _exchange(self, command: str, data: bytes, dl: _Deadline) -> Any:
+        self._ensure_ready(dl)  # leftovers after the last reply left _synced False
         self._synced = False  # until this exchange ends cleanly
-        deadline = time.monotonic() + t
         try:
-            self._send(data, deadline)
-        except _SendTimeout:
-            raise AgentTimeoutError(f"{command}: agent did not take the request within {_secs(t)} s",
-                                    command=command) from None
+            self._send_request(command, data, dl)
         except _PeerClosed as exc:
             self._drop()
             if exc.sent:
-                raise AgentNotConnectedError(f"connection closed by {self.target} while sending {command}",
-                                             command=command) from None
+                raise self._closed_while_sending(command) from None
             # The peer had closed before we spoke: not one byte was delivered, so
             # the command did not run. Reconnect, resync and send it once more.
-            self._ensure_ready()
+            self._ensure_ready(dl)
             try:
-                self._send(data, deadline)
-            except _SendTimeout:
-                raise AgentTimeoutError(f"{command}: agent did not take the request within {_secs(t)} s",
-                                        command=command) from None
+                self._send_request(command, data, dl)
             except _PeerClosed:
                 self._drop()
-                raise AgentNotConnectedError(f"connection closed by {self.target} while sending {command}",
-                                             command=command) from None
-        obj = self._read_reply(command, deadline, t)
+                raise self._closed_while_sending(command) from None
+        obj = self._read_reply(command, dl)
         if not isinstance(obj, dict):
             raise ProtocolError(f"reply to {command} is not a JSON object", command=command)
         if "return" in obj:
@@ -679,40 +439,50 @@ class SocketTransport:
         raise ProtocolError(f"reply to {command} has neither 'return' nor 'error' "
                             f"(keys: {sanitize(keys, 100)})", command=command)
 
-    def _read_reply(self, command: str, deadline: float, t: float) -> Any:
+    def _send_request(self, command: str, data: bytes, dl: _Deadline) -> None:
+        """Send one request by the call's deadline. Raises _PeerClosed for the caller."""
+        try:
+            self._send(data, dl.end)
+        except _SendTimeout:
+            raise AgentTimeoutError(f"{command}: agent did not take the request within "
+                                    f"{secs(dl.seconds)} s", command=command) from None
+
+    def _closed_while_sending(self, command: str) -> AgentNotConnectedError:
+        return AgentNotConnectedError(f"connection closed by {self.target} while sending {command}",
+                                      command=command)
+
+    def _read_reply(self, command: str, dl: _Deadline) -> Any:
         sc = self._scanner
         limit = self.max_reply_bytes
         while True:
-            item = sc.next()
+            item = sc.next_object(limit)
             if item is None:
-                if sc.pending() > limit:
-                    self._drop()
-                    raise ProtocolError(f"reply exceeds {limit} bytes", command=command)
-                n = self._recv(deadline)
+                n = self._recv(dl.end)
                 if n < 0:
-                    raise AgentTimeoutError(f"{command}: no reply within {_secs(t)} s", command=command)
+                    raise AgentTimeoutError(f"{command}: no reply within {secs(dl.seconds)} s",
+                                            command=command)
                 if n == 0:
                     self._drop()
                     raise AgentNotConnectedError(
                         f"connection closed by {self.target} before the reply to {command} "
                         "(the command may or may not have run)", command=command)
                 continue
-            if item is _SENTINEL:
-                raise ProtocolError(f"unexpected 0xFF sync sentinel in the reply to {command}",
-                                    command=command)
-            if item is _GARBAGE:
-                head = sanitize(repr(bytes(sc.buf[:16])), 60)
-                raise ProtocolError(f"reply to {command} is not a JSON object (starts {head})",
-                                    command=command)
-            if item is _TOO_DEEP:
-                raise ProtocolError(f"reply to {command} is nested deeper than {_MAX_DEPTH} levels",
-                                    command=command)
-            assert isinstance(item, bytes)
-            if len(item) > limit:
+            if item is OVERSIZED:
                 self._drop()
                 raise ProtocolError(f"reply exceeds {limit} bytes", command=command)
+            if item is SENTINEL:
+                raise ProtocolError(f"unexpected 0xFF sync sentinel in the reply to {command}",
+                                    command=command)
+            if item is GARBAGE:
+                head = sanitize(repr(sc.head(16)), 60)
+                raise ProtocolError(f"reply to {command} is not a JSON object (starts {head})",
+                                    command=command)
+            if item is TOO_DEEP:
+                raise ProtocolError(f"reply to {command} is nested deeper than {MAX_DEPTH} levels",
+                                    command=command)
+            assert isinstance(item, bytes)
             try:
-                return _decode(item)
+                return decode_object(item)
             except UnicodeDecodeError:
                 raise ProtocolError(f"reply to {command} is not valid UTF-8", command=command) from None
             except RecursionError:
@@ -721,17 +491,12 @@ class SocketTransport:
                 raise ProtocolError(f"reply to {command} is not valid JSON: {sanitize(str(exc), 120)}",
                                     command=command) from None
 
-    def _hand_over(self, command: str, data: bytes, t: float) -> None:
-        self._ensure_ready()
+    def _hand_over(self, command: str, data: bytes, dl: _Deadline) -> None:
+        self._ensure_ready(dl)
         # Failure replies to these commands arrive unasked: resync before the next one.
         self._synced = False
-        deadline = time.monotonic() + t
         try:
-            self._send(data, deadline)
-        except _SendTimeout:
-            raise AgentTimeoutError(f"{command}: agent did not take the request within {_secs(t)} s",
-                                    command=command) from None
+            self._send_request(command, data, dl)
         except _PeerClosed:
             self._drop()
-            raise AgentNotConnectedError(f"connection closed by {self.target} while sending {command}",
-                                         command=command) from None
+            raise self._closed_while_sending(command) from None
