@@ -45,6 +45,13 @@ ERR_AGENT_UNSYNCED = 97
 ERR_AGENT_COMMAND_TIMEOUT = 112
 ERR_AGENT_COMMAND_FAILED = 113
 
+#: libvirt words AGENT_UNRESPONSIVE as "Guest agent is not responding: DETAIL". Our
+#: message says that in its own words, so only DETAIL is kept (once).
+_UNRESPONSIVE_PREFIX = "guest agent is not responding: "
+
+#: Having waited this close to the full deadline means the wait ran out (seconds).
+_FULL_WAIT_SLACK = 0.25
+
 _AGENT_CMD_RE = re.compile(r"unable to execute QEMU agent command '([^']+)':\s*(.*)", re.I | re.S)
 
 
@@ -54,9 +61,20 @@ def _code_and_message(exc: Any) -> tuple[int, str]:
     return int(code or 0), sanitize(str(msg or exc))
 
 
+def _agent_detail(msg: str) -> str:
+    """libvirt's own detail of an agent failure, without the prefix it adds to it."""
+    return msg[len(_UNRESPONSIVE_PREFIX):] if msg.lower().startswith(_UNRESPONSIVE_PREFIX) else msg
+
+
 def map_libvirt_error(exc: Exception, *, domain: str | None = None, command: str | None = None,
-                      timeout: float | None = None) -> VirtQgaError:
-    """Return the virt-qga error for a libvirt exception (the caller raises it ``from`` exc)."""
+                      timeout: float | None = None, elapsed: float | None = None) -> VirtQgaError:
+    """Return the virt-qga error for a libvirt exception (the caller raises it ``from`` exc).
+
+    ``timeout`` is the agent command's deadline and ``elapsed`` how long the call
+    took, both in seconds: libvirt before 11.2 words a command that ran out of time
+    and an agent that never synced alike ("Guest agent not available for now");
+    having waited the full deadline tells them apart.
+    """
     code, msg = _code_and_message(exc)
     low = msg.lower()
     kw: dict[str, Any] = {"domain": domain, "command": command}
@@ -72,10 +90,13 @@ def map_libvirt_error(exc: Exception, *, domain: str | None = None, command: str
     if code == ERR_AGENT_COMMAND_TIMEOUT or (
         code == ERR_AGENT_UNRESPONSIVE and ("within timeout" in low or "timed out" in low)
     ):
-        after = f" within {timeout:g} s" if timeout is not None and timeout > 0 else ""
-        return AgentTimeoutError(f"no reply from the guest agent{after} ({msg})", **kw)
+        return _no_reply(msg, timeout, kw)
     if code in (ERR_AGENT_UNRESPONSIVE, ERR_AGENT_UNSYNCED) or "agent is not connected" in low:
-        return AgentNotConnectedError(f"guest agent is not responding ({msg})", **kw)
+        if (code == ERR_AGENT_UNRESPONSIVE and timeout is not None and timeout > 0
+                and elapsed is not None and elapsed >= timeout - _FULL_WAIT_SLACK):
+            return _no_reply(msg, timeout, kw)
+        return AgentNotConnectedError(f"guest agent is not responding (libvirt: {_agent_detail(msg)})",
+                                      **kw)
     m = _AGENT_CMD_RE.search(msg)
     if m or code == ERR_AGENT_COMMAND_FAILED:
         desc = m.group(2).strip() if m else msg
@@ -91,3 +112,9 @@ def map_libvirt_error(exc: Exception, *, domain: str | None = None, command: str
     if code == ERR_INVALID_ARG:
         return BadInputError(f"libvirt rejected an argument: {msg}", **kw)
     return HostError(f"libvirt error: {msg}", **kw)
+
+
+def _no_reply(msg: str, timeout: float | None, kw: dict[str, Any]) -> AgentTimeoutError:
+    after = f" within {timeout:g} s" if timeout is not None and timeout > 0 else ""
+    return AgentTimeoutError(f"no reply from the guest agent{after} (libvirt: {_agent_detail(msg)})",
+                             **kw)

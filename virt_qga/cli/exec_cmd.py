@@ -27,7 +27,8 @@ def _signal_name(num: int) -> str:
 def _exit_code_for(exc: VirtQgaError) -> int:
     """exec's own failures: 124 timeout, 130 Ctrl-C while waiting (the guest process
     runs on), 127/126 command not found / not executable (as env(1) and the shell do),
-    125 anything else."""
+    125 anything else (also input the transport cannot carry, e.g. too much stdin).
+    Malformed input never gets here: it exits 2 before the agent is opened."""
     if isinstance(exc, GuestExecStartError):
         return int(ExitCode.EXEC_NOT_FOUND if exc.not_found else ExitCode.EXEC_CANNOT_RUN)
     if exc.exit_code in (ExitCode.EXEC_TIMEOUT, ExitCode.INTERRUPTED):
@@ -70,16 +71,21 @@ def exec_(ctx: click.Context, domain: str, argv: tuple[str, ...], timeout: float
     """Run CMD in DOMAIN and exit with its exit status (128+N for signal N).
 
     \b
-    Guest stdout/stderr are copied to ours as raw bytes. Own failures exit 125,
-    a --timeout exits 124 (the guest process is left running; its pid is printed).
+    Guest stdout/stderr are copied to ours as raw bytes. Malformed input (an --env
+    without '=', an unreadable --stdin file) exits 2 with nothing sent, own failures
+    exit 125, a --timeout exits 124 (the guest process is left running; its pid is printed).
     Output comes back in one agent reply: qemu-ga keeps 16 MiB per stream, and through
     libvirt about 3 MiB in total fits. Example:
       virt-qga exec vm1 -- uname -a
     """
     from virt_qga.workflows import exec as wf
 
+    # Malformed input (--env without '=', an unreadable --stdin file) is bad input:
+    # exit 2 with one line, before the agent is even looked up.
+    wf.build_command(argv, cwd)
+    wf.build_env(env)
+    data = _read_stdin(stdin) if stdin is not None else None
     try:
-        data = _read_stdin(stdin) if stdin is not None else None
         agent = open_agent(domain)
         result = wf.run(agent, list(argv), timeout=timeout, env=list(env), stdin=data,
                         capture=capture, cwd=cwd)

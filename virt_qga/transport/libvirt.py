@@ -109,14 +109,8 @@ class LibvirtTransport:
                 return result
             except self._lv.libvirtError as exc:
                 seconds = float(wait) if wait > 0 else None
-                err = map_libvirt_error(exc, domain=self.domain_name, command=command, timeout=seconds)
-                # libvirt < 11.2 words a command timeout and a failed sync alike ("Guest
-                # agent not available for now"); having waited the full deadline tells them apart.
-                if (isinstance(err, AgentNotConnectedError) and seconds is not None
-                        and time.monotonic() - start >= seconds - 0.25):
-                    err = AgentTimeoutError(f"no reply within {seconds:g} s ({err.message})",
-                                            domain=self.domain_name, command=command)
-                raise err from exc
+                raise map_libvirt_error(exc, domain=self.domain_name, command=command, timeout=seconds,
+                                        elapsed=time.monotonic() - start) from exc
 
     def execute(self, command: str, arguments: dict[str, Any] | None = None, *,
                 timeout: float | AgentWait | None = None) -> Any:
