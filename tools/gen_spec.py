@@ -780,13 +780,16 @@ def render_commands(spec: dict[str, Any]) -> str:
         "",
         "from __future__ import annotations",
         "",
-        "from typing import Any, cast",
+        "from typing import TYPE_CHECKING, Any, cast",
         "",
     ]
     if imports:
-        out.append("from virt_qga.types import (")
-        out.extend(f"    {n}," for n in imports)
-        out.append(")")
+        # Annotations only (the casts name the types as strings): importing types.py
+        # at run time would cost every CLI process a few ms for nothing.
+        out.append("if TYPE_CHECKING:")
+        out.append("    from virt_qga.types import (")
+        out.extend(f"        {n}," for n in imports)
+        out.append("    )")
         out.append("")
     out += [
         '__all__ = ["GeneratedCommands"]',

@@ -9,35 +9,36 @@ against the spec, sends the command and checks the reply.
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
-from virt_qga.types import (
-    GuestAgentInfo,
-    GuestAuthorizedKeys,
-    GuestCpuStats,
-    GuestDeviceInfo,
-    GuestDiskInfo,
-    GuestDiskStatsInfo,
-    GuestExec,
-    GuestExecCaptureOutput,
-    GuestExecStatus,
-    GuestFileRead,
-    GuestFileSeek,
-    GuestFilesystemInfo,
-    GuestFilesystemTrimResponse,
-    GuestFileWhence,
-    GuestFileWrite,
-    GuestFsfreezeStatus,
-    GuestHostName,
-    GuestLogicalProcessor,
-    GuestMemoryBlock,
-    GuestMemoryBlockInfo,
-    GuestMemoryBlockResponse,
-    GuestNetworkInterface,
-    GuestOSInfo,
-    GuestTimezone,
-    GuestUser,
-)
+if TYPE_CHECKING:
+    from virt_qga.types import (
+        GuestAgentInfo,
+        GuestAuthorizedKeys,
+        GuestCpuStats,
+        GuestDeviceInfo,
+        GuestDiskInfo,
+        GuestDiskStatsInfo,
+        GuestExec,
+        GuestExecCaptureOutput,
+        GuestExecStatus,
+        GuestFileRead,
+        GuestFileSeek,
+        GuestFilesystemInfo,
+        GuestFilesystemTrimResponse,
+        GuestFileWhence,
+        GuestFileWrite,
+        GuestFsfreezeStatus,
+        GuestHostName,
+        GuestLogicalProcessor,
+        GuestMemoryBlock,
+        GuestMemoryBlockInfo,
+        GuestMemoryBlockResponse,
+        GuestNetworkInterface,
+        GuestOSInfo,
+        GuestTimezone,
+        GuestUser,
+    )
 
 __all__ = ["GeneratedCommands"]
 

@@ -10,6 +10,7 @@ exceptions and reported by the caller in one line.
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -31,12 +32,21 @@ STATE_NAMES = {
 
 
 def import_libvirt() -> Any:
-    """Import libvirt-python, turning its absence into a one-line error."""
+    """Import libvirt-python, turning its absence into a one-line error.
+
+    Python loads extensions with RTLD_NOW; libvirt's are loaded with RTLD_LAZY so that
+    its ~1000 C symbols are bound when first called, as virsh does: ~3 ms less per
+    CLI process (docs/benchmarks.md).
+    """
+    flags = sys.getdlopenflags()
+    sys.setdlopenflags((flags & ~os.RTLD_NOW) | os.RTLD_LAZY)
     try:
         import libvirt
     except ImportError as exc:  # pragma: no cover - depends on the install
         raise HostError("libvirt-python is not installed (pip install libvirt-python; it needs "
                         "libvirt-dev and pkg-config to build)") from exc
+    finally:
+        sys.setdlopenflags(flags)
     libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
     return libvirt
 

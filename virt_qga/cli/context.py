@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,6 +33,8 @@ def emit(data: Any, human: Callable[[Any], None] | None = None) -> None:
     """Print a result: JSON document with --json, else the human renderer (or JSON)."""
     cli = get_ctx()
     if cli.json or human is None:
+        import json  # not at module level: ``--help`` needs none of it
+
         click.echo(json.dumps(data, indent=2, sort_keys=False, default=str))
     else:
         human(data)

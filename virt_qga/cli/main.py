@@ -2,6 +2,9 @@
 
 Subcommands live in their own modules and are imported only when invoked, so that
 ``virt-qga --help`` stays fast (libvirt, rich and the spec are never loaded for it).
+Start-up is budgeted (docs/benchmarks.md, "Start-up"; tests/unit/test_import_budget.py):
+nothing heavy is imported at module level here, and logging is set up only for the
+commands that can log (:data:`SILENT_COMMANDS` cannot).
 Every failure ends here: a :class:`~virt_qga.errors.VirtQgaError` becomes one line on
 stderr (and, with ``--json``, an error document on stdout) and its exit code.
 """
@@ -9,9 +12,6 @@ stderr (and, with ``--json``, an error document on stdout) and its exit code.
 from __future__ import annotations
 
 import importlib
-import importlib.util
-import json
-import logging
 import os
 import re
 import sys
@@ -53,6 +53,14 @@ COMMANDS: dict[str, str] = {
     "lab": "virt_qga.cli.lab:lab",
 }
 
+#: Commands whose code never logs: their import graph has no ``logging`` (a test
+#: checks it), so the root group does not pay ~5 ms to set it up for them unless
+#: ``-v`` asks. Every other command gets logging configured before it runs.
+SILENT_COMMANDS = frozenset({
+    "ping", "info", "call", "osinfo", "hostname", "users", "timezone", "time", "net", "fsinfo",
+    "disks", "diskstats", "cpustats",
+})
+
 #: Short help per command, so --help needs no imports.
 SHORT_HELP: dict[str, str] = {
     "ping": "Check that the guest agent answers.",
@@ -89,19 +97,22 @@ class LazyGroup(click.Group):
     """A click group whose subcommands are imported on first use."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return [n for n in COMMANDS if self._available(n)]
+        import importlib.util  # --help only
 
-    @staticmethod
-    def _available(name: str) -> bool:
-        module = COMMANDS[name].split(":")[0]
-        return importlib.util.find_spec(module) is not None
+        return [n for n in COMMANDS if importlib.util.find_spec(COMMANDS[n].split(":")[0]) is not None]
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         target = COMMANDS.get(name)
-        if target is None or not self._available(name):
+        if target is None:
             return None
         module, attr = target.split(":")
-        cmd = getattr(importlib.import_module(module), attr)
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:  # the module exists but needs something missing
+                raise
+            return None
+        cmd = getattr(mod, attr)
         assert isinstance(cmd, click.Command)
         return cmd
 
@@ -143,6 +154,14 @@ def cli(ctx: click.Context, connect: str | None, socket_path: str | None, as_jso
     verbosity = -1 if quiet else verbose
     ctx.obj = CliContext(connect=connect, socket=socket_path, json=as_json, timeout=timeout,
                          verbosity=verbosity)
+    _state["silent"] = ctx.invoked_subcommand in SILENT_COMMANDS
+    if not _state["silent"] or verbosity > 0:
+        _setup_logging(verbosity)
+
+
+def _setup_logging(verbosity: int) -> None:
+    import logging
+
     level = logging.WARNING if verbosity <= 0 else logging.DEBUG if verbosity > 1 else logging.INFO
     if verbosity < 0:
         level = logging.ERROR
@@ -159,37 +178,61 @@ def _global_flags(argv: list[str]) -> tuple[bool, bool]:
 def _report(exc_dict: dict[str, Any], message: str, as_json: bool) -> None:
     click.echo(f"virt-qga: error: {message}", err=True)
     if as_json:
+        import json
+
         click.echo(json.dumps({"ok": False, **exc_dict}, indent=2))
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point: run the CLI and turn every outcome into an exit code."""
+    """Console entry point: run the CLI and turn every outcome into an exit code.
+
+    Run as the program (``argv`` None), a command of :data:`SILENT_COMMANDS` ends with
+    ``os._exit`` once stdout and stderr are flushed: such a command holds nothing
+    that needs the interpreter's teardown (no atexit handler, file, lock or worker
+    thread is left), and skipping it saves ~10 ms per process (docs/benchmarks.md).
+    Every other command, and any call from Python, exits through ``sys.exit``.
+    """
+    code = _run(list(sys.argv[1:] if argv is None else argv))
+    if argv is None and _state["silent"]:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except BrokenPipeError:
+            code = int(ExitCode.FAILED)
+        os._exit(code)
+    sys.exit(code)
+
+
+#: Set by the root group: whether the command being run is one of SILENT_COMMANDS.
+_state = {"silent": False}
+
+
+def _run(args: list[str]) -> int:
     from virt_qga.errors import VirtQgaError, set_option_spelling
     from virt_qga.options import cli_flag
 
     set_option_spelling(cli_flag)  # messages name options as flags: --max-frozen
-    args = list(sys.argv[1:] if argv is None else argv)
     as_json, verbose = _global_flags(args)
     try:
         rc = cli.main(args=args, prog_name="virt-qga", standalone_mode=False)
-        sys.exit(rc if isinstance(rc, int) else 0)
+        return rc if isinstance(rc, int) else 0
     except VirtQgaError as exc:
         if verbose:
             import traceback
 
             traceback.print_exc()
         _report(exc.to_dict(), str(exc), as_json)
-        sys.exit(int(exc.exit_code))
+        return int(exc.exit_code)
     except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
+        return exc.exit_code
     except (click.Abort, KeyboardInterrupt):
         # with --json a script still gets its one document (cleanup has run by now)
         _report({"error": "Interrupted", "message": "interrupted by a signal", "exit_code": 130},
                 "interrupted", as_json)
-        sys.exit(int(ExitCode.INTERRUPTED))
+        return int(ExitCode.INTERRUPTED)
     except click.ClickException as exc:
         exc.show()
-        sys.exit(int(ExitCode.USAGE) if isinstance(exc, click.UsageError) else exc.exit_code)
+        return int(ExitCode.USAGE) if isinstance(exc, click.UsageError) else exc.exit_code
     except BrokenPipeError:
         os._exit(int(ExitCode.FAILED))
     except Exception as exc:
@@ -200,7 +243,7 @@ def main(argv: list[str] | None = None) -> None:
         msg = f"internal error: {type(exc).__name__}: {exc}".replace("\n", " ")
         _report({"error": "InternalError", "message": msg, "exit_code": 1}, msg + " (rerun with -v)",
                 as_json)
-        sys.exit(int(ExitCode.FAILED))
+        return int(ExitCode.FAILED)
 
 
 if __name__ == "__main__":
