@@ -101,6 +101,21 @@ def open_connection(uri: str | None = None, *, readonly: bool = False, fresh: bo
         return conn
 
 
+def list_running_domains(uri: str | None = None) -> list[str]:
+    """Names of the running domains on ``uri``, sorted: what ``--all`` means.
+
+    Only running ones: an agent lives in a running guest, so an inactive domain could
+    only ever answer "not running" (there is no ``--include-inactive`` for that reason).
+    """
+    lv = import_libvirt()
+    conn = open_connection(uri)
+    try:
+        doms = conn.listAllDomains(lv.VIR_CONNECT_LIST_DOMAINS_ACTIVE)
+    except lv.libvirtError as exc:
+        raise map_libvirt_error(exc) from exc
+    return sorted(str(d.name()) for d in doms)
+
+
 def lookup_domain(conn: Any, name: str) -> libvirt.virDomain:
     """Find a domain by name, UUID or numeric ID."""
     lv = import_libvirt()

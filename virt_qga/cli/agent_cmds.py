@@ -1,35 +1,47 @@
-"""``ping``, ``info`` and ``call``: the agent itself."""
+"""``ping``, ``info`` and ``call``: the agent itself. ``ping`` and ``info`` take several
+domains or ``--all`` (:mod:`virt_qga.cli.many`)."""
 
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from virt_qga.cli.common import domain_argument, open_agent, parse_call_args, print_kv, print_table
 from virt_qga.cli.context import emit
+from virt_qga.cli.many import read_only_command, run
+
+if TYPE_CHECKING:
+    from virt_qga.agent import GuestAgent
 
 
-@click.command()
-@domain_argument
-def ping(domain: str) -> None:
-    """Check that DOMAIN's guest agent answers, and how fast."""
-    agent = open_agent(domain)
+@read_only_command()
+def ping(domains: tuple[str, ...], all_: bool, jobs: int) -> None:
+    """Check that the guest agent of DOMAIN (or of each DOMAIN) answers, and how fast."""
+    run("ping", domains, all_, jobs, _ping, _ping_human)
+
+
+def _ping(agent: GuestAgent, domain: str) -> dict[str, Any]:
     start = time.perf_counter()
     agent.ping()
     ms = (time.perf_counter() - start) * 1000
-    emit({"domain": domain, "ok": True, "latency_ms": round(ms, 3)},
-         lambda d: click.echo(f"{domain}: agent answered in {d['latency_ms']:.1f} ms"))
+    return {"domain": domain, "ok": True, "latency_ms": round(ms, 3)}
 
 
-@click.command()
-@domain_argument
-def info(domain: str) -> None:
+def _ping_human(d: dict[str, Any]) -> None:
+    click.echo(f"{d['domain']}: agent answered in {d['latency_ms']:.1f} ms")
+
+
+@read_only_command()
+def info(domains: tuple[str, ...], all_: bool, jobs: int) -> None:
     """Agent version and every command it supports (and whether it is enabled)."""
+    run("info", domains, all_, jobs, _info, _info_human)
+
+
+def _info(agent: GuestAgent, domain: str) -> dict[str, Any]:
     from virt_qga.spec import get_spec
 
-    agent = open_agent(domain)
     caps = agent.capabilities()
     spec = get_spec()
     rows: list[dict[str, Any]] = []
@@ -42,20 +54,22 @@ def info(domain: str) -> None:
             "in_schema": cmd is not None,
             "since": cmd.since if cmd else None,
         })
-    data = {"domain": domain, "version": caps.version, "transport": agent.transport.kind,
+    return {"domain": domain, "version": caps.version, "transport": agent.transport.kind,
             "commands": rows}
 
-    def human(d: dict[str, Any]) -> None:
-        n_sup = sum(r["supported"] for r in rows)
-        n_en = sum(r["enabled"] for r in rows)
-        print_kv([("domain", domain), ("agent", f"qemu-ga {d['version']}"),
-                  ("transport", d["transport"]),
-                  ("commands", f"{n_sup} supported, {n_en} enabled, {len(spec.commands)} in schema")])
-        print_table(["command", "supported", "enabled", "since"],
-                    [(r["name"], "yes" if r["supported"] else "no",
-                      "yes" if r["enabled"] else "-", r["since"] or "") for r in rows])
 
-    emit(data, human)
+def _info_human(d: dict[str, Any]) -> None:
+    from virt_qga.spec import get_spec
+
+    rows = d["commands"]
+    n_sup = sum(r["supported"] for r in rows)
+    n_en = sum(r["enabled"] for r in rows)
+    print_kv([("domain", d["domain"]), ("agent", f"qemu-ga {d['version']}"),
+              ("transport", d["transport"]),
+              ("commands", f"{n_sup} supported, {n_en} enabled, {len(get_spec().commands)} in schema")])
+    print_table(["command", "supported", "enabled", "since"],
+                [(r["name"], "yes" if r["supported"] else "no",
+                  "yes" if r["enabled"] else "-", r["since"] or "") for r in rows])
 
 
 @click.command(context_settings={"ignore_unknown_options": False})

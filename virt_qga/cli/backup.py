@@ -14,14 +14,6 @@ from virt_qga.workflows.backup import SNAPSHOT_FIELDS, BackupOptions
 from virt_qga.workflows.snapshot.options import SnapshotOptions
 
 
-def _all_running(uri: str | None) -> list[str]:
-    from virt_qga.connection import import_libvirt, open_connection
-
-    lv = import_libvirt()
-    conn = open_connection(uri)
-    return sorted(str(d.name()) for d in conn.listAllDomains(lv.VIR_CONNECT_LIST_DOMAINS_ACTIVE))
-
-
 def _human(d: dict[str, Any]) -> None:
     for b in d["backups"]:
         name = b["domain"]
@@ -62,7 +54,9 @@ def backup(domains: tuple[str, ...], all_running: bool, dest: str, **params: Any
         raise click.UsageError("backup needs libvirt (--connect), not an agent socket")
     if bool(domains) == all_running:
         raise click.UsageError("give DOMAIN names or --all")
-    names = list(domains) if domains else _all_running(c.connect)
+    from virt_qga.connection import list_running_domains
+
+    names = list(domains) if domains else list_running_domains(c.connect)
     opts = build(SnapshotOptions, params, timeout=c.timeout)
     own = build(BackupOptions, params)
     results, code = wb.backup_many(names, c.connect, Path(dest).expanduser().absolute(), options=opts,

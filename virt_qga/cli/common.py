@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from virt_qga.cli.context import get_ctx
+from virt_qga.cli.context import CliContext, get_ctx
 from virt_qga.errors import BadInputError
 from virt_qga.workflows.target import Target
 
@@ -19,9 +19,13 @@ if TYPE_CHECKING:
 domain_argument = click.argument("domain", metavar="DOMAIN")
 
 
-def resolve(domain: str) -> Target:
-    """DOMAIN (or ``unix:PATH``) with the global ``--connect``/``--socket``, resolved."""
-    c = get_ctx()
+def resolve(domain: str, c: CliContext | None = None) -> Target:
+    """DOMAIN (or ``unix:PATH``) with the global ``--connect``/``--socket``, resolved.
+
+    ``c`` (default: the current click context's) lets worker threads, which have no
+    click context, resolve targets too (:mod:`virt_qga.cli.many`).
+    """
+    c = c or get_ctx()
     return Target.resolve(domain, uri=c.connect, socket=c.socket)
 
 
@@ -35,9 +39,10 @@ def open_domain(domain: str, what: str) -> Domain:
     return d
 
 
-def open_agent(domain: str) -> GuestAgent:
+def open_agent(domain: str, c: CliContext | None = None) -> GuestAgent:
     """The agent for DOMAIN, over the socket (``--socket`` or ``unix:PATH``) or libvirt."""
-    return resolve(domain).agent(get_ctx().timeout)
+    c = c or get_ctx()
+    return resolve(domain, c).agent(c.timeout)
 
 
 def clean(value: Any) -> str:

@@ -1,15 +1,23 @@
-"""Guest information and account commands: one agent command each, table or --json."""
+"""Guest information and account commands: one agent command each, table or --json.
+
+The read-only ones (osinfo ... cpustats, and ``time`` when it only shows) take several
+domains or ``--all`` (:mod:`virt_qga.cli.many`).
+"""
 
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from virt_qga.cli.common import clean, domain_argument, open_agent, print_kv, print_table
 from virt_qga.cli.context import emit, info
+from virt_qga.cli.many import read_only_command, run
 from virt_qga.errors import BadInputError
+
+if TYPE_CHECKING:
+    from virt_qga.agent import GuestAgent
 
 
 def _show(domain: str, key: str, value: Any, human: Any) -> None:
@@ -18,56 +26,59 @@ def _show(domain: str, key: str, value: Any, human: Any) -> None:
 
 # ------------------------------------------------------------------ simple read-outs
 
-@click.command()
-@domain_argument
-def osinfo(domain: str) -> None:
+@read_only_command()
+def osinfo(domains: tuple[str, ...], all_: bool, jobs: int) -> None:
     """Guest operating system (guest-get-osinfo)."""
-    data = open_agent(domain).get_osinfo()
-    _show(domain, "osinfo", data, lambda d: print_kv(sorted(d.items())))
+    run("osinfo", domains, all_, jobs, lambda a, d: {"domain": d, "osinfo": a.get_osinfo()},
+        lambda doc: print_kv(sorted(doc["osinfo"].items())))
 
 
-@click.command()
-@domain_argument
-def hostname(domain: str) -> None:
+@read_only_command()
+def hostname(domains: tuple[str, ...], all_: bool, jobs: int) -> None:
     """Guest host name (guest-get-host-name)."""
-    data = open_agent(domain).get_host_name()
-    emit({"domain": domain, "hostname": data["host-name"]}, lambda d: click.echo(clean(d["hostname"])))
+    run("hostname", domains, all_, jobs,
+        lambda a, d: {"domain": d, "hostname": a.get_host_name()["host-name"]},
+        lambda doc: click.echo(clean(doc["hostname"])))
 
 
-@click.command()
-@domain_argument
-def users(domain: str) -> None:
+@read_only_command()
+def users(domains: tuple[str, ...], all_: bool, jobs: int) -> None:
     """Users logged in to the guest (guest-get-users)."""
     from virt_qga.workflows.guest_info import format_ns
 
-    data = open_agent(domain).get_users()
-    _show(domain, "users", data, lambda rows: print_table(
-        ["user", "domain", "login time (UTC)"],
-        [(u.get("user"), u.get("domain", ""), format_ns(int(float(u.get("login-time", 0)) * 1e9)))
-         for u in rows]))
+    run("users", domains, all_, jobs, lambda a, d: {"domain": d, "users": a.get_users()},
+        lambda doc: print_table(
+            ["user", "domain", "login time (UTC)"],
+            [(u.get("user"), u.get("domain", ""), format_ns(int(float(u.get("login-time", 0)) * 1e9)))
+             for u in doc["users"]]))
 
 
-@click.command()
-@domain_argument
-def timezone(domain: str) -> None:
+@read_only_command()
+def timezone(domains: tuple[str, ...], all_: bool, jobs: int) -> None:
     """Guest time zone and UTC offset (guest-get-timezone)."""
-    data = open_agent(domain).get_timezone()
-    _show(domain, "timezone", data, lambda d: print_kv(
-        [("zone", d.get("zone", "-")), ("offset", f"{d['offset']:+d} s")]))
+    run("timezone", domains, all_, jobs, lambda a, d: {"domain": d, "timezone": a.get_timezone()},
+        lambda doc: print_kv([("zone", doc["timezone"].get("zone", "-")),
+                              ("offset", f"{doc['timezone']['offset']:+d} s")]))
 
 
-@click.command("time")
-@domain_argument
+@read_only_command("time")
 @click.option("--set", "set_ns", type=int, metavar="NS", help="Set the guest clock to NS (ns since epoch).")
 @click.option("--sync-from-host", is_flag=True, help="Set the guest clock to the host's time.")
-def time_(domain: str, set_ns: int | None, sync_from_host: bool) -> None:
-    """Show the guest clock, --set it, or --sync-from-host (guest-get-time / guest-set-time)."""
-    import time as _time
+def time_(domains: tuple[str, ...], all_: bool, jobs: int, set_ns: int | None, sync_from_host: bool) -> None:
+    """Show the guest clock, --set it, or --sync-from-host (guest-get-time / guest-set-time).
 
+    Only showing takes several domains; --set and --sync-from-host take one DOMAIN.
+    """
     from virt_qga.workflows.guest_info import format_ns, sync_time_from_host
 
     if set_ns is not None and sync_from_host:
         raise BadInputError("--set and --sync-from-host are mutually exclusive", field="--set")
+    if set_ns is None and not sync_from_host:
+        run("time", domains, all_, jobs, _get_time, _time_human)
+        return
+    if all_ or len(domains) != 1:
+        raise click.UsageError("--set and --sync-from-host take exactly one DOMAIN")
+    domain = domains[0]
     agent = open_agent(domain)
     if sync_from_host:
         s = sync_time_from_host(agent)
@@ -76,83 +87,88 @@ def time_(domain: str, set_ns: int | None, sync_from_host: bool) -> None:
             ("offset before", f"{s.offset_before_ns / 1e9:+.6f} s"),
             ("guest now", format_ns(s.guest_after_ns))]))
         return
-    if set_ns is not None:
-        if set_ns <= 0:
-            raise BadInputError("--set needs a positive time in ns since the epoch", field="--set")
-        agent.set_time(time=set_ns)
+    assert set_ns is not None
+    if set_ns <= 0:
+        raise BadInputError("--set needs a positive time in ns since the epoch", field="--set")
+    agent.set_time(time=set_ns)
+    doc = _get_time(agent, domain)
+    emit(doc, _time_human)
+
+
+def _get_time(agent: GuestAgent, domain: str) -> dict[str, Any]:
+    import time as _time
+
     guest = int(agent.get_time())
     host = _time.time_ns()
-    emit({"domain": domain, "guest_ns": guest, "host_ns": host, "offset_ns": guest - host},
-         lambda d: print_kv([("guest", format_ns(guest)), ("host", format_ns(host)),
-                             ("offset", f"{(guest - host) / 1e9:+.6f} s")]))
+    return {"domain": domain, "guest_ns": guest, "host_ns": host, "offset_ns": guest - host}
 
 
-@click.command()
-@domain_argument
-def net(domain: str) -> None:
+def _time_human(d: dict[str, Any]) -> None:
+    from virt_qga.workflows.guest_info import format_ns
+
+    print_kv([("guest", format_ns(d["guest_ns"])), ("host", format_ns(d["host_ns"])),
+              ("offset", f"{d['offset_ns'] / 1e9:+.6f} s")])
+
+
+@read_only_command()
+def net(domains: tuple[str, ...], all_: bool, jobs: int) -> None:
     """Guest network interfaces, addresses and counters (guest-network-get-interfaces)."""
     from virt_qga.workflows.guest_info import net_rows
 
-    data = open_agent(domain).network_get_interfaces()
-    _show(domain, "interfaces", data, lambda rows: print_table(
-        ["name", "mac", "addresses", "rx bytes", "tx bytes", "errors", "dropped"], net_rows(rows)))
+    run("net", domains, all_, jobs, lambda a, d: {"domain": d, "interfaces": a.network_get_interfaces()},
+        lambda doc: print_table(["name", "mac", "addresses", "rx bytes", "tx bytes", "errors", "dropped"],
+                                net_rows(doc["interfaces"])))
 
 
-@click.command()
-@domain_argument
-def fsinfo(domain: str) -> None:
+@read_only_command()
+def fsinfo(domains: tuple[str, ...], all_: bool, jobs: int) -> None:
     """Guest mounted filesystems (guest-get-fsinfo)."""
     from virt_qga.workflows.guest_info import fs_rows
 
-    data = open_agent(domain).get_fsinfo()
-    _show(domain, "filesystems", data, lambda rows: print_table(
-        ["mountpoint", "type", "device", "used", "total", "disks"], fs_rows(rows)))
+    run("fsinfo", domains, all_, jobs, lambda a, d: {"domain": d, "filesystems": a.get_fsinfo()},
+        lambda doc: print_table(["mountpoint", "type", "device", "used", "total", "disks"],
+                                fs_rows(doc["filesystems"])))
 
 
-@click.command()
-@domain_argument
-def disks(domain: str) -> None:
+@read_only_command()
+def disks(domains: tuple[str, ...], all_: bool, jobs: int) -> None:
     """Guest block devices (guest-get-disks)."""
-    data = open_agent(domain).get_disks()
 
-    def human(rows: list[Any]) -> None:
+    def human(doc: dict[str, Any]) -> None:
         print_table(["name", "partition", "depends on", "bus", "serial"],
                     [(d.get("name"), "yes" if d.get("partition") else "no",
                       ", ".join(d.get("dependencies", [])) or "-",
                       (d.get("address") or {}).get("bus-type", "-"),
-                      (d.get("address") or {}).get("serial", "-")) for d in rows])
+                      (d.get("address") or {}).get("serial", "-")) for d in doc["disks"]])
 
-    _show(domain, "disks", data, human)
+    run("disks", domains, all_, jobs, lambda a, d: {"domain": d, "disks": a.get_disks()}, human)
 
 
-@click.command()
-@domain_argument
-def diskstats(domain: str) -> None:
+@read_only_command()
+def diskstats(domains: tuple[str, ...], all_: bool, jobs: int) -> None:
     """Guest disk I/O counters (guest-get-diskstats)."""
-    data = open_agent(domain).get_diskstats()
 
-    def human(rows: list[Any]) -> None:
+    def human(doc: dict[str, Any]) -> None:
         print_table(["name", "major:minor", "read ios", "read sectors", "write ios", "write sectors",
                      "flush ios"],
                     [(d["name"], f"{d['major']}:{d['minor']}",
                       *(str(d["stats"].get(k, "-")) for k in
                         ("read-ios", "read-sectors", "write-ios", "write-sectors", "flush-ios")))
-                     for d in rows])
+                     for d in doc["diskstats"]])
 
-    _show(domain, "diskstats", data, human)
+    run("diskstats", domains, all_, jobs, lambda a, d: {"domain": d, "diskstats": a.get_diskstats()}, human)
 
 
-@click.command()
-@domain_argument
-def cpustats(domain: str) -> None:
+@read_only_command()
+def cpustats(domains: tuple[str, ...], all_: bool, jobs: int) -> None:
     """Guest CPU time counters, in clock ticks (guest-get-cpustats)."""
-    data = open_agent(domain).get_cpustats()
     keys = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
 
-    def human(rows: list[Any]) -> None:
-        print_table(["cpu", *keys], [(c.get("cpu"), *(str(c.get(k, "-")) for k in keys)) for c in rows])
+    def human(doc: dict[str, Any]) -> None:
+        print_table(["cpu", *keys], [(c.get("cpu"), *(str(c.get(k, "-")) for k in keys))
+                                     for c in doc["cpustats"]])
 
-    _show(domain, "cpustats", data, human)
+    run("cpustats", domains, all_, jobs, lambda a, d: {"domain": d, "cpustats": a.get_cpustats()}, human)
 
 
 @click.command()

@@ -21,8 +21,8 @@ For each domain, under one per-domain lock held from start to finish:
    removed too.
 
 Many domains run one after the other (copies compete for the same disks anyway); the
-exit code is aggregated by :func:`aggregate_exit` so that cron sees the worst case that
-needs a human: 8 (maybe frozen) before 9 (inconsistent) before 5 (some failed).
+exit code is aggregated by :func:`~virt_qga.workflows.fleet.aggregate_exit` so that cron
+sees the worst case that needs a human: 8 (maybe frozen) before 9 (inconsistent) before 5 (some failed).
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from virt_qga.exitcodes import ExitCode
 from virt_qga.options import declare, option, validate
 from virt_qga.outcome import State
 from virt_qga.state import state_dir
+from virt_qga.workflows.fleet import aggregate_exit
 from virt_qga.workflows.journal import Journal
 from virt_qga.workflows.lock import DomainLock, lock_path
 from virt_qga.workflows.signals import Interrupts
@@ -104,27 +105,6 @@ class BackupResult:
             "timings_s": self.timings_s, "error": self.error, "undo": self.undo,
             "warnings": self.warnings, "exit_code": self.exit_code, "snapshot": self.snapshot,
         }
-
-
-def aggregate_exit(codes: list[int]) -> int:
-    """One exit code for a run over many domains.
-
-    Anything that needs a human wins: 8 (a guest may be frozen), then 9 (overlay left,
-    views disagree). Otherwise all good -> 0, or 7 if any backup is crash-consistent
-    only; all failed alike -> that code; all failed differently -> 1; a mix of
-    success and failure -> 5 (partial).
-    """
-    if not codes:
-        return int(ExitCode.OK)
-    for urgent in (ExitCode.MAYBE_FROZEN, ExitCode.INCONSISTENT):
-        if urgent in codes:
-            return int(urgent)
-    good = {int(ExitCode.OK), int(ExitCode.CRASH_CONSISTENT)}
-    if all(c in good for c in codes):
-        return max(codes)
-    if any(c in good for c in codes):
-        return int(ExitCode.PARTIAL)
-    return codes[0] if len(set(codes)) == 1 else int(ExitCode.FAILED)
 
 
 def _qemu_img() -> str:
