@@ -38,19 +38,22 @@ def mapped(code: int, message: str, **kw: float) -> E.VirtQgaError:
 def test_full_wait_on_an_unresponsive_agent_is_a_timeout_said_once() -> None:
     err = mapped(86, NOT_AVAILABLE, timeout=2, elapsed=2.02)
     assert type(err) is E.AgentTimeoutError
-    assert str(err) == "vm1: guest-ping: no reply from the guest agent within 2 s (libvirt: Guest agent not available for now)"
+    assert str(err) == ("vm1: guest-ping: no reply from the guest agent within 2 s "
+                        "(libvirt: Guest agent not available for now)")
 
 
 def test_early_failure_is_not_connected_with_the_detail_once() -> None:
     err = mapped(86, NOT_AVAILABLE, timeout=5, elapsed=0.01)
     assert type(err) is E.AgentNotConnectedError
-    assert str(err) == "vm1: guest-ping: guest agent is not responding (libvirt: Guest agent not available for now)"
+    assert str(err) == ("vm1: guest-ping: guest agent is not responding "
+                        "(libvirt: Guest agent not available for now)")
 
 
 def test_disconnected_channel() -> None:
     err = mapped(86, NOT_CONNECTED)
     assert type(err) is E.AgentNotConnectedError
-    assert str(err) == "vm1: guest-ping: guest agent is not responding (libvirt: QEMU guest agent is not connected)"
+    assert str(err) == ("vm1: guest-ping: guest agent is not responding "
+                        "(libvirt: QEMU guest agent is not connected)")
 
 
 def test_libvirt_11_command_timeout() -> None:
