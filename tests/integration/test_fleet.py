@@ -30,6 +30,12 @@ from virt_qga.lab import Lab, LabError, LabGuest
 #: Process start-up and exit on a loaded 2-core machine, on top of a deadline.
 MARGIN = 2.0
 
+#: Over libvirt, a --timeout 2 call to a stopped agent: libvirt's own guest-sync waits up
+#: to the command's timeout, but after an earlier timeout on that domain it waited its
+#: default 5 s (seen on libvirt 9.0; qemuAgentCommand gives us no way to shorten it),
+#: then the command: at most 5 + 2 s.
+LIBVIRT_WORST = 5 + 2
+
 
 def cli(*args: str, uri: str | None = None) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("VIRT_QGA_")}
@@ -152,8 +158,7 @@ def test_stopped_agent_over_libvirt_is_one_line_with_libvirt_detail_once(stopped
     assert line.lower().count("not responding") <= 1, line
     if p.returncode == ExitCode.TIMEOUT:
         assert "no reply from the guest agent within 2 s (libvirt: " in line, line
-    # libvirt waits for its own guest-sync, then for the command: at most twice the deadline
-    assert elapsed < 2 * 2 + MARGIN, f"took {elapsed:.1f} s"
+    assert elapsed < LIBVIRT_WORST + MARGIN, f"took {elapsed:.1f} s"
 
 
 def test_stopped_agent_among_good_ones(two: tuple[str, str, str], stopped: LabGuest) -> None:
@@ -168,7 +173,7 @@ def test_stopped_agent_among_good_ones(two: tuple[str, str, str], stopped: LabGu
     assert not bad["ok"]
     assert bad["exit_code"] in (ExitCode.TIMEOUT, ExitCode.AGENT_UNAVAILABLE)
     assert bad["error"]["error"] in ("AgentTimeoutError", "AgentNotConnectedError")
-    assert elapsed < 2 * 2 + MARGIN, f"took {elapsed:.1f} s"
+    assert elapsed < LIBVIRT_WORST + MARGIN, f"took {elapsed:.1f} s"  # waited for in parallel, once
 
 
 def test_socket_timeout_bounds_connect_sync_and_command(fresh_guest: Any) -> None:
