@@ -23,7 +23,7 @@ Framing (where a reply ends, the sentinel, id matching, buffer bounds, request
 encoding) is :mod:`virt_qga.transport.framing`; opening the socket and its errors is
 :mod:`virt_qga.transport.unix`. What is left here, the connection's state machine
 (lock, connect, sync, exchange, resync after trouble, close from another thread), is
-one class of about 480 lines, kept in one module because its invariants (when
+one class of about 500 lines, kept in one module because its invariants (when
 ``_synced`` holds, who may drop the socket) are read best in one place.
 """
 
