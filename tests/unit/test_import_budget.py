@@ -130,3 +130,26 @@ def test_libvirt_ping_imports_libvirt_but_nothing_else_heavy(tmp: str) -> None:
     assert "libvirt" in modules and "virt_qga.transport.libvirt" in modules
     heavy = {m: why for m, why in HEAVY.items() if m not in ("libvirt", "difflib") and loaded(modules, m)}
     assert not heavy, heavy
+
+
+ENTRY = ("import atexit, gc, sys\n"
+         "atexit.register(lambda: print('at exit: gc enabled =', gc.isenabled(), flush=True))\n"
+         "sys.argv = ['virt-qga', *sys.argv[1:]]\n"
+         "from virt_qga.cli.entry import run\n"
+         "run()\n")
+
+
+def test_the_script_turns_gc_back_on_for_commands_that_may_run_long(tmp: str) -> None:
+    # exec is not a read-only command: the collector is on by the time it runs
+    p = subprocess.run([sys.executable, "-c", ENTRY, "--socket", f"{tmp}/none.sock", "exec", "x",
+                        "--env", "BAD", "--", "true"], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2 and p.stdout.strip() == "at exit: gc enabled = True", p
+
+
+def test_read_only_commands_end_without_interpreter_teardown(tmp: str) -> None:
+    # ping is read-only: flushed output, then os._exit (no atexit handlers, no teardown)
+    p = subprocess.run([sys.executable, "-c", ENTRY, "--socket", f"{tmp}/none.sock", "ping", "x"],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 3
+    assert p.stderr.strip() == f"virt-qga: error: x: no agent socket at {tmp}/none.sock"
+    assert "at exit" not in p.stdout

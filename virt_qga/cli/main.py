@@ -155,6 +155,10 @@ def cli(ctx: click.Context, connect: str | None, socket_path: str | None, as_jso
     ctx.obj = CliContext(connect=connect, socket=socket_path, json=as_json, timeout=timeout,
                          verbosity=verbosity)
     _state["silent"] = ctx.invoked_subcommand in SILENT_COMMANDS
+    if not _state["silent"]:
+        import gc
+
+        gc.enable()  # off during start-up when run as the script (virt_qga/cli/entry.py)
     if not _state["silent"] or verbosity > 0:
         _setup_logging(verbosity)
 
