@@ -11,7 +11,6 @@ The CLI runs as a subprocess, as a user runs it.
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import subprocess
@@ -23,6 +22,7 @@ from typing import Any
 import pytest
 
 from tests.integration.conftest import BOOT_TIMEOUT, SESSION_TAG
+from virt_qga import errors as E
 from virt_qga.agent import GuestAgent
 from virt_qga.exitcodes import ExitCode
 from virt_qga.lab import Lab, LabError, LabGuest
@@ -45,18 +45,20 @@ def cli(*args: str, uri: str | None = None) -> subprocess.CompletedProcess[str]:
 
 
 def stop_agent(agent: GuestAgent) -> None:
-    """SIGSTOP qemu-ga inside the guest (it answers the guest-exec first)."""
-    pid = agent.exec("/bin/sh", arg=["-c", "pidof qemu-ga"], capture_output=True)["pid"]
+    """SIGSTOP qemu-ga inside the guest, and wait until it really stopped answering.
+
+    The signal is sent by a shell a moment after guest-exec returns: signalled at once,
+    qemu-ga can stop before it has written the guest-exec reply (seen under load).
+    """
+    agent.exec("/bin/sh", arg=["-c", "sleep 1; kill -STOP $(pidof qemu-ga)"])
     deadline = time.monotonic() + 30
-    while True:
-        st = agent.exec_status(pid=pid)
-        if st["exited"]:
-            break
-        assert time.monotonic() < deadline, "pidof did not finish"
-        time.sleep(0.05)
-    agent_pid = base64.b64decode(st["out-data"]).split()[0].decode()
-    agent.exec("/bin/kill", arg=["-STOP", agent_pid])
-    time.sleep(0.5)
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        try:
+            agent.transport.execute("guest-ping", None, timeout=1)
+        except (E.AgentTimeoutError, E.AgentNotConnectedError):
+            return
+    raise AssertionError("qemu-ga still answers 30 s after SIGSTOP")
 
 
 @pytest.fixture
