@@ -8,6 +8,11 @@ action never does. :class:`Interrupts` turns both signals into
 :meth:`Interrupts.hold` defers them while cleanup itself runs (a second Ctrl-C must
 not abort the thaw), and the deferred signal is re-raised by :meth:`Interrupts.release`.
 
+Guards nest (a backup runs a snapshot): a signal the inner guard deferred while its
+cleanup ran is handed to the outer one when the inner block ends, so the outer
+workflow still stops (and cleans up in its turn); with no outer guard it is dropped,
+because the inner workflow has finished what it was doing.
+
 Signal handlers can only be installed from the main thread; elsewhere (a workflow run
 by a thread pool over many domains) the guard does nothing and the caller's own
 handling applies.
@@ -25,6 +30,8 @@ from virt_qga.errors import Interrupted
 __all__ = ["Interrupts"]
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
+#: The guards active in this process, outermost first.
+_active: list[Interrupts] = []
 
 
 class Interrupts:
@@ -67,8 +74,21 @@ class Interrupts:
 
     def __enter__(self) -> Interrupts:
         self.install()
+        if self.saved:
+            _active.append(self)
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
+        if self in _active:
+            _active.remove(self)
+        pending, self.pending = self.pending, None
+        self.holding = False
         self.restore()
+        if pending is None or exc_type is not None or not _active:
+            return
+        outer = _active[-1]
+        if outer.holding:
+            outer.pending = outer.pending or pending
+            return
+        raise Interrupted(pending)
