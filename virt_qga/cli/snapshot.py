@@ -87,9 +87,11 @@ def snapshot(domain: str, commit_back: bool, **params: Any) -> None:
 @click.option("--wait-lock", type=click.FloatRange(min=0), default=70.0, show_default=True,
               help="Wait this long for a thaw guard or job still holding the domain's lock.")
 def recover(domain: str | None, all_: bool, wait_lock: float) -> None:
-    """Thaw DOMAIN if frozen and report (and clean) what a dead snapshot run left.
+    """Thaw DOMAIN if frozen and report (and clean) what a dead snapshot or backup run left.
 
     Removes half-made overlays; reports completed ones with the command to undo them.
+    After a dead backup: aborts its job, deletes the checkpoint of a backup that never
+    completed, removes its partial directory, merges the snapshot method's overlays back.
     """
     from virt_qga.workflows import recover as rc
 
@@ -113,6 +115,9 @@ def recover(domain: str | None, all_: bool, wait_lock: float) -> None:
             head = f"{r['domain']}: " + (f"dead {j['operation']} (pid {j['pid']}, phase {j['phase']})"
                                          if j else "no journal")
             click.echo(clean(head))
+            bj = r.get("backup_journal")
+            if bj:
+                click.echo(clean(f"  dead backup (pid {bj['pid']}, {bj['method']}, step {bj['step']})"))
             for a in r["actions"]:
                 click.echo(f"  done: {clean(a)}")
             for ev in r["guard_events"]:

@@ -170,8 +170,11 @@ class Journal:
 
     @classmethod
     def for_domain(cls, uri: str, domain: str, uuid: str | None = None,
-                   base: Path | None = None) -> Journal:
-        return cls((base or state_dir()) / "journal", domain_key(uri, domain, uuid))
+                   base: Path | None = None, kind: str | None = None) -> Journal:
+        """The domain's journal; ``kind`` names a second one beside the snapshot's (a
+        backup keeps its own while the snapshot inside it keeps the usual one)."""
+        key = domain_key(uri, domain, uuid) + (f".{kind}" if kind else "")
+        return cls((base or state_dir()) / "journal", key)
 
     # -- reading -------------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""``recover``: thaw and report what a dead snapshot run left behind.
+"""``recover``: thaw and report what a dead snapshot or backup run left behind.
 
 For one domain (or every domain with a journal, ``--all``):
 
@@ -11,7 +11,12 @@ For one domain (or every domain with a journal, ``--all``):
    overlay file that exists but is not in use is a half-made overlay and is removed;
    an internal snapshot that exists is reported; a host command's effect is unknown
    and reported as such;
-5. remove the journal once nothing is left in doubt.
+5. a dead *backup* run (its own journal, ``<key>.backup.json``): abort its job, delete
+   the checkpoint of a backup that never completed, remove its partial directory and
+   merge the snapshot method's overlays back (:mod:`virt_qga.workflows.backup.recovery`);
+6. without any journal, still look: a disk on a virt-qga overlay or a backup job
+   running is reported with the command that deals with it, never "nothing left";
+7. remove each journal once nothing is left in doubt.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from virt_qga.exitcodes import ExitCode
 from virt_qga.workflows.journal import Journal, JournalState, maybe_frozen, state_dir
 from virt_qga.workflows.lock import DomainLock, lock_path
 
-__all__ = ["RecoverReport", "recover", "recover_all"]
+__all__ = ["RecoverReport", "recover", "recover_all", "recover_dead_snapshot"]
 
 
 @dataclass
@@ -34,6 +39,7 @@ class RecoverReport:
     domain: str
     uri: str | None
     journal: dict[str, Any] | None = None
+    backup_journal: dict[str, Any] | None = None
     frozen_before: bool | None = None
     thawed: int | None = None
     actions: list[str] = field(default_factory=list)
@@ -44,6 +50,7 @@ class RecoverReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {"domain": self.domain, "uri": self.uri, "journal": self.journal,
+                "backup_journal": self.backup_journal,
                 "frozen_before": self.frozen_before, "thawed": self.thawed, "actions": self.actions,
                 "leftovers": self.leftovers, "guard_events": self.guard_events,
                 "problems": self.problems, "exit_code": self.exit_code}
@@ -120,7 +127,8 @@ def recover(domain: str, uri: str | None = None, *, socket: str | None = None,
     agent = (target if host is None else Target(name, uri)).agent(timeout)
     journal = Journal.for_domain(key_uri, name, uuid, base=base)
     report = RecoverReport(domain=name, uri=None if socket else key_uri)
-    with DomainLock(lock_path(base, journal.key), domain=name, operation="recover", wait=wait_lock):
+    with DomainLock(lock_path(base, journal.key), domain=name, operation="recover",
+                    wait=wait_lock) as lock:
         st = journal.load()
         if st is not None:
             report.journal = {"operation": st.operation, "phase": st.phase, "pid": st.pid,
@@ -131,22 +139,75 @@ def recover(domain: str, uri: str | None = None, *, socket: str | None = None,
                 report.problems.append(f"the job (pid {st.pid}) is still running; not touching it")
                 report.exit_code = int(ExitCode.LOCKED)
                 return report
-        host_state = host.state() if host is not None else "running"
-        if host_state == "running":
-            _thaw(report, agent, st)
-        else:
-            report.actions.append(f"domain is {host_state}: no agent to ask")
-        if st is not None:
-            _leftovers(report, host, st)
-            if not report.problems:
-                journal.remove()
-                report.actions.append(f"removed the journal of the dead run (pid {st.pid}, phase "
-                                      f"{st.phase})")
-        elif not report.problems:
-            report.actions.append("no journal: no run left anything behind")
+        recover_dead_snapshot(report, host, agent, journal, st)
+        backup_journal = Journal.for_domain(key_uri, name, uuid, base=base, kind="backup")
+        bst = backup_journal.load() if host is not None else None
+        if bst is not None:
+            _dead_backup(report, host, backup_journal, bst, lock, base)
+        if host is not None:
+            _unexplained(report, host, journal_seen=st is not None or bst is not None)
+        if st is None and bst is None and not report.problems and not report.leftovers:
+            report.actions.append("no journal, no overlay, no backup job: no run left anything behind")
     if report.problems and report.exit_code == ExitCode.OK:
         report.exit_code = int(ExitCode.INCONSISTENT)
     return report
+
+
+def recover_dead_snapshot(report: RecoverReport, host: Any, agent: Any, journal: Journal,
+                          st: JournalState | None) -> None:
+    """Thaw if frozen, then deal with what the dead snapshot run of ``st`` planned, and
+    remove its journal when nothing is left in doubt (the caller holds the lock)."""
+    host_state = host.state() if host is not None else "running"
+    if host_state == "running":
+        _thaw(report, agent, st)
+    else:
+        report.actions.append(f"domain is {host_state}: no agent to ask")
+    if st is not None:
+        _leftovers(report, host, st)
+        if not report.problems:
+            journal.remove()
+            report.actions.append(f"removed the journal of the dead run (pid {st.pid}, phase "
+                                  f"{st.phase})")
+
+
+def _dead_backup(report: RecoverReport, host: Any, journal: Journal, st: JournalState,
+                 lock: DomainLock, base: Path) -> None:
+    from virt_qga.workflows.backup.recovery import clean_dead_backup
+
+    report.backup_journal = {"operation": st.operation, "pid": st.pid, "owner_alive": st.owner_alive,
+                             "step": st.data.get("step"), "method": st.data.get("method"),
+                             "name": st.data.get("name")}
+    if st.owner_alive:
+        report.problems.append(f"the backup (pid {st.pid}) is still running; not touching it")
+        report.exit_code = int(ExitCode.LOCKED)
+        return
+    done = clean_dead_backup(host, st, lock=lock, state_dir=base)
+    report.actions += done.actions
+    report.problems += done.problems
+    if done.complete:
+        journal.remove()
+        report.actions.append(f"removed the journal of the dead backup run (pid {st.pid})")
+
+
+def _unexplained(report: RecoverReport, host: Any, *, journal_seen: bool) -> None:
+    """What no journal accounts for: say it, with the command that deals with it."""
+    from virt_qga.host import backup as hb
+    from virt_qga.workflows.snapshot import overlays_to_commit
+
+    try:
+        overlays = overlays_to_commit(host)
+        job = host.state() == "running" and hb.backup_job_running(host)
+    except VirtQgaError as exc:
+        report.problems.append(f"cannot inspect the domain's disks and jobs: {exc}")
+        return
+    for o in overlays:
+        report.leftovers.append({"kind": "overlay", "target": o["target"], "overlay": o["overlay"],
+                                 "note": f"disk {o['target']} runs on the virt-qga overlay {o['overlay']}"
+                                         f"; merge it back with: virt-qga snapshot {report.domain} "
+                                         "--commit-back"})
+    if job and not journal_seen:
+        report.leftovers.append({"kind": "backup-job", "note": "a backup job runs on the domain and "
+                                 f"no virt-qga run owns it; stop it with: virsh domjobabort {report.domain}"})
 
 
 def recover_all(uri: str | None = None, *, timeout: float = 10.0, wait_lock: float = 70.0,
@@ -155,12 +216,13 @@ def recover_all(uri: str | None = None, *, timeout: float = 10.0, wait_lock: flo
     base = state_dir_ or state_dir()
     out: list[RecoverReport] = []
     folder = base / "journal"
-    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
-        j = Journal(folder, path.stem)
+    keys = sorted({p.stem.removesuffix(".backup") for p in folder.glob("*.json")}) if folder.is_dir() else []
+    for key in keys:
+        j = Journal(folder, key) if (folder / f"{key}.json").exists() else Journal(folder, f"{key}.backup")
         try:
             st = j.load()
         except VirtQgaError as exc:
-            out.append(RecoverReport(domain=path.stem, uri=None, problems=[str(exc)],
+            out.append(RecoverReport(domain=key, uri=None, problems=[str(exc)],
                                      exit_code=int(ExitCode.INCONSISTENT)))
             continue
         if st is None:
