@@ -49,7 +49,6 @@ def cli_page() -> str:
 def errors_page() -> str:
     import virt_qga.errors as errors
     from virt_qga.exitcodes import EXIT_BY_STATE, MEANINGS
-    from virt_qga.outcome import State
 
     rows = "\n".join(f"| {int(code)} | `{code.name}` | {text} |" for code, text in MEANINGS.items())
     states = "\n".join(

@@ -28,25 +28,65 @@ def test_aggregate_exit(codes: list[int], expected: int) -> None:
     assert wb.aggregate_exit([int(c) for c in codes]) == int(expected)
 
 
-def test_prune_keeps_the_newest_complete_backups_and_drops_partials(tmp_path: Path) -> None:
-    names = ["vqga-20261101T010000Z", "vqga-20261102T010000Z", "vqga-20261103T010000123Z"]
-    for n in names:
-        (tmp_path / n).mkdir()
-        (tmp_path / n / "vda.qcow2").write_bytes(b"x")
-    (tmp_path / ".vqga-20261104T010000Z.partial").mkdir()      # a run that died
-    (tmp_path / "not-ours").mkdir()                             # never touched
-    removed = wb.prune(tmp_path, keep=2)
-    assert sorted(Path(p).name for p in removed) == [".vqga-20261104T010000Z.partial", names[0]]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["not-ours", *names[1:]]
-    assert wb.prune(tmp_path / "missing", keep=1) == []
+def _fake_backup(store: wb.Store, domain: str, chain: str, name: str, parent: str | None) -> Path:
+    """A backup directory with a manifest, as the engine writes it (no image data)."""
+    from virt_qga.workflows.backup.store import DiskRecord, Manifest
+
+    with store.writing(domain, chain, name) as partial:
+        (partial / "vda.qcow2").write_bytes(b"x")
+        Manifest(domain=domain, name=name, chain=chain, level="inc" if parent else "full",
+                 method="backup-api", consistency="filesystem", started=name, parent=parent,
+                 checkpoint=f"vqga-{name}",
+                 disks=[DiskRecord(target="vda", source="/i/vm.qcow2", file="vda.qcow2",
+                                   virtual_size=1)]).write(partial)
+    return store.domain_dir(domain) / chain / name
+
+
+def test_store_links_chains_and_ignores_partials(tmp_path: Path) -> None:
+    store = wb.Store(tmp_path)
+    a, b, c = "20261101T010000Z", "20261102T010000Z", "20261103T010000Z"
+    _fake_backup(store, "vm", a, a, None)
+    _fake_backup(store, "vm", a, b, a)
+    _fake_backup(store, "vm", c, c, None)
+    (tmp_path / "vm" / c / ".20261104T010000Z.partial").mkdir()   # a run that died
+    chains = store.chains("vm")
+    assert [(ch.name, [x.name for x in ch.backups]) for ch in chains] == [(a, [a, b]), (c, [c])]
+    assert store.latest_chain("vm") is not None and store.latest_chain("vm").name == c  # type: ignore[union-attr]
+    assert [p.name for p in store.stale_partials("vm")] == [".20261104T010000Z.partial"]
+    chain, point = store.find(tmp_path / "vm" / a / b)
+    assert chain.name == a and point is not None and point.name == b
+    assert [x.name for x in chain.upto(a)] == [a]
+
+
+def test_a_failed_write_leaves_no_final_name(tmp_path: Path) -> None:
+    store = wb.Store(tmp_path)
+    with pytest.raises(RuntimeError), store.writing("vm", "20261101T010000Z", "20261101T010000Z") as p:
+        (p / "vda.qcow2").write_bytes(b"half")
+        raise RuntimeError("disk full")
+    assert list(tmp_path.rglob("*")) == [tmp_path / "vm"]
+
+
+def test_retention_removes_whole_chains_only(tmp_path: Path) -> None:
+    from virt_qga.workflows.backup.retention import prune_domain
+
+    store = wb.Store(tmp_path)
+    a, b, c, d = "20261101T010000Z", "20261102T010000Z", "20261103T010000Z", "20261104T010000Z"
+    _fake_backup(store, "vm", a, a, None)
+    _fake_backup(store, "vm", a, b, a)
+    _fake_backup(store, "vm", c, c, None)
+    _fake_backup(store, "vm", c, d, c)
+    # keep 1 = the newest (d); it needs c: chain c stays whole, chain a goes whole
+    assert [Path(p).name for p in prune_domain(store, "vm", keep=1)] == [a]
+    assert [ch.name for ch in store.chains("vm")] == [c]
     with pytest.raises(BadInputError):
-        wb.prune(tmp_path, keep=0)
+        prune_domain(store, "vm", keep=0)
 
 
 @pytest.mark.parametrize(("opts", "keep", "field", "flag"), [
     (SnapshotOptions(mode="internal"), None, "mode", "--mode"),
     (SnapshotOptions(socket="/run/qga.sock"), None, "socket", None),
     (SnapshotOptions(), 0, "keep", "--keep"),
+    (SnapshotOptions(max_frozen=0), None, "max_frozen", "--max-frozen"),
 ])
 def test_bad_input_is_refused_before_touching_anything(tmp_path: Path, opts: SnapshotOptions,
                                                        keep: int | None, field: str,
@@ -55,7 +95,8 @@ def test_bad_input_is_refused_before_touching_anything(tmp_path: Path, opts: Sna
     from virt_qga.options import cli_flag
 
     with pytest.raises(BadInputError) as ei:
-        wb.backup("vm1", "qemu:///nowhere", tmp_path, options=opts, keep=keep)
+        wb.backup("vm1", "qemu:///nowhere", tmp_path, options=opts,
+                  backup_options=wb.BackupOptions(keep=keep))
     # the error names the neutral field; the CLI spells it as its flag
     assert ei.value.field == field
     if flag:

@@ -41,7 +41,9 @@ def do_snapshot(job: Job) -> None:
     """The snapshot step: the host command, or libvirt's snapshotCreateXML."""
     t0 = time.perf_counter()
     try:
-        if job.opts.mode == "command":
+        if job.opts.frozen_action is not None:
+            job.opts.frozen_action()
+        elif job.opts.mode == "command":
             run_host_command(job)
         else:
             from virt_qga.host.snapshots import create_snapshot

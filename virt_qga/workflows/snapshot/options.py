@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -87,11 +88,14 @@ class SnapshotOptions:
     #: domain (a backup keeps it from snapshot through copy to commit-back); the
     #: snapshot then neither takes nor releases the lock itself.
     held_lock: DomainLock | None = None
+    #: ``mode command`` without a host command: call this while the guest is frozen
+    #: instead (a backup's ``backupBegin``). What it creates is the caller's to undo.
+    frozen_action: Callable[[], None] | None = None
 
     def validate(self) -> None:
         """Each option on its own (:func:`virt_qga.options.validate`), then combinations."""
         validate(self)
-        if self.mode == "command" and not self.command:
+        if self.mode == "command" and not self.command and self.frozen_action is None:
             raise BadInputError(f"{ref('mode')} command needs {ref('command')}", field="command")
         if self.mode != "command" and self.command:
             raise BadInputError(f"{ref('command')} is only used with {ref('mode')} command",

@@ -1,0 +1,95 @@
+"""qemu-img on the host: create backup targets, copy, inspect and check images.
+
+Every call has a deadline and reports qemu-img's last error line; no image data passes
+through this process (qemu-img streams it), so memory stays bounded whatever the size.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from virt_qga.errors import HostError
+
+__all__ = ["check", "convert", "create", "data_bytes", "info", "qemu_img", "rebase_unsafe"]
+
+#: Deadline of the quick calls (create, info, map, check of a small image).
+QUICK = 120.0
+
+
+def qemu_img() -> str:
+    path = shutil.which("qemu-img")
+    if path is None:
+        raise HostError("qemu-img not found (Debian package qemu-utils)")
+    return path
+
+
+def _run(args: list[str], timeout: float, what: str) -> str:
+    try:
+        proc = subprocess.run([qemu_img(), *args], capture_output=True, text=True, timeout=timeout,
+                              check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise HostError(f"{what} took longer than {timeout:g} s") from exc
+    if proc.returncode != 0:
+        msg = (proc.stderr.strip().splitlines() or ["no message"])[-1]
+        raise HostError(f"{what} failed: {msg}")
+    return proc.stdout
+
+
+def create(path: Path, size: int, *, backing: str | None = None,
+           owner: tuple[int, int] | None = None) -> None:
+    """A new qcow2 of ``size`` bytes, optionally backed by ``backing`` (relative to
+    ``path``'s directory), owned by ``owner`` (uid, gid): the user QEMU runs as must
+    be able to write it."""
+    args = ["create", "-q", "-f", "qcow2"]
+    if backing:
+        args += ["-b", backing, "-F", "qcow2"]
+    _run([*args, str(path), str(size)], QUICK, f"qemu-img create {path}")
+    if owner is not None:
+        os.chown(path, *owner)
+
+
+def convert(source: str, target: Path, timeout: float, *, source_format: str | None = None) -> float:
+    """``qemu-img convert -O qcow2`` (following the source's backing chain); seconds taken.
+    A failed copy leaves no target behind."""
+    start = time.monotonic()
+    args = ["convert", "-O", "qcow2"]
+    if source_format:
+        args += ["-f", source_format]
+    try:
+        _run([*args, source, str(target)], timeout, f"qemu-img convert {source}")
+    except HostError:
+        target.unlink(missing_ok=True)
+        raise
+    return time.monotonic() - start
+
+
+def info(path: Path | str, *, chain: bool = False) -> Any:
+    args = ["info", "--output=json", "-U"]
+    if chain:
+        args.append("--backing-chain")
+    return json.loads(_run([*args, str(path)], QUICK, f"qemu-img info {path}"))
+
+
+def data_bytes(path: Path) -> int:
+    """Bytes of data held by this image's own layer (not its backing files)."""
+    extents = json.loads(_run(["map", "--output=json", "-U", str(path)], QUICK, f"qemu-img map {path}"))
+    return sum(int(e["length"]) for e in extents if e.get("data") and e.get("depth", 0) == 0)
+
+
+def check(path: Path, timeout: float = QUICK) -> None:
+    """``qemu-img check``: raises HostError with its verdict when the image is damaged."""
+    _run(["check", "-q", str(path)], timeout, f"qemu-img check {path}")
+
+
+def rebase_unsafe(path: Path, backing: str | None) -> None:
+    """Rewrite the backing file name in the header only (no data is read)."""
+    args = ["rebase", "-u", "-f", "qcow2", "-b", backing or ""]
+    if backing:
+        args += ["-F", "qcow2"]
+    _run([*args, str(path)], QUICK, f"qemu-img rebase {path}")
