@@ -12,6 +12,9 @@ import os
 import sys
 from pathlib import Path
 
+#: Fixtures shared across test folders (``store``: a backup store QEMU can write into).
+pytest_plugins = ["tests.integration.stores"]
+
 _BIN = str(Path(sys.executable).parent)
 if _BIN not in os.environ.get("PATH", "").split(os.pathsep):
     os.environ["PATH"] = os.pathsep.join(p for p in (_BIN, os.environ.get("PATH", "")) if p)

@@ -50,9 +50,9 @@ class Group:
 MODULES: dict[str, tuple[Group, ...]] = {
     "virt_qga_snapshot": (Group("virt_qga.workflows.snapshot.options:SnapshotOptions", "*"),),
     "virt_qga_backup": (
-        Group("virt_qga.workflows.backup:BackupOptions", "*"),
+        Group("virt_qga.workflows.backup.options:BackupOptions", "*"),
         Group("virt_qga.workflows.snapshot.options:SnapshotOptions",
-              "virt_qga.workflows.backup:SNAPSHOT_FIELDS"),
+              "virt_qga.workflows.backup.options:SNAPSHOT_FIELDS"),
     ),
 }
 

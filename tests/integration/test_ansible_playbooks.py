@@ -257,8 +257,8 @@ def test_copy_push_pull_idempotent(tmp_path: Path, guests: dict[str, LabGuest]) 
     assert r["pull_missing"]["failed"] is True and r["pull_missing"]["exit_code"] == 2
 
 
-def test_snapshot_backup_vcpus_memory_on_a_fresh_guest(tmp_path: Path, fresh_guest: Any,
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_snapshot_backup_vcpus_memory_on_a_fresh_guest(tmp_path: Path, store: Path, fresh_guest: Any,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """The changing modules on a throw-away guest: check mode changes nothing, a second
     run at the same target reports no change, and the real changes happen."""
     from virt_qga.agent import GuestAgent
@@ -274,11 +274,13 @@ def test_snapshot_backup_vcpus_memory_on_a_fresh_guest(tmp_path: Path, fresh_gue
         {"name": "commit back", M + "virt_qga_snapshot": {"commit_back": True}, "register": "cb"},
         {"name": "commit back again: nothing to do", M + "virt_qga_snapshot": {"commit_back": True},
          "register": "cb2"},
-        {"name": "backup, check mode", M + "virt_qga_backup": {"dest": str(tmp_path / "bk")},
+        {"name": "backup, check mode", M + "virt_qga_backup": {"dest": str(store)},
          "check_mode": True, "register": "bk_check"},
-        {"name": "backup", M + "virt_qga_backup": {"dest": str(tmp_path / "bk"), "keep": 1},
+        {"name": "backup", M + "virt_qga_backup": {"dest": str(store), "keep": 1,
+                                                       "level": "full"},
          "register": "bk1"},
-        {"name": "backup again, keep 1", M + "virt_qga_backup": {"dest": str(tmp_path / "bk"), "keep": 1},
+        {"name": "backup again, keep 1", M + "virt_qga_backup": {"dest": str(store), "keep": 1,
+                                                       "level": "full"},
          "register": "bk2"},
         {"name": "backup below a file fails cleanly",
          M + "virt_qga_backup": {"dest": "/etc/passwd/below-a-file"}, "ignore_errors": True,
@@ -307,8 +309,9 @@ def test_snapshot_backup_vcpus_memory_on_a_fresh_guest(tmp_path: Path, fresh_gue
     assert r["bk_check"]["changed"] is True and "directory" not in r["bk_check"]
     assert r["bk1"]["changed"] is True and r["bk1"]["consistency"] == "filesystem"
     assert [d["target"] for d in r["bk1"]["disks"]] == ["vda"]
-    assert r["bk2"]["pruned"] == [r["bk1"]["directory"]]
-    assert sorted((tmp_path / "bk" / g.name).iterdir()) == [Path(r["bk2"]["directory"])]
+    assert r["bk1"]["method"] == "backup-api" and r["bk1"]["level"] == "full"
+    assert r["bk2"]["pruned"] == [str(Path(r["bk1"]["directory"]).parent)]      # the whole old chain
+    assert sorted((store / g.name).iterdir()) == [Path(r["bk2"]["directory"]).parent]
     assert (Path(r["bk2"]["directory"]) / "vda.qcow2").stat().st_size > 0
     bad = r["bk_bad"]
     assert bad["failed"] is True and bad["exit_code"] == 2 and "cannot create backup directory" in bad["msg"]

@@ -1,4 +1,6 @@
-"""``virt-qga backup`` against real lab guests: snapshot, copy, merge back.
+"""``virt-qga backup --method snapshot`` against real lab guests: snapshot, copy, merge back.
+
+(The backup-api method, chains and recovery are in test_backup_chains.py.)
 
 Every check reads the truth without virt-qga: the backup image through ``qemu-img``
 (standalone, and the bytes written in the guest before the backup are in it), the
@@ -89,13 +91,15 @@ def test_backup_is_consistent_complete_and_merged_back(fresh_guest: Callable[...
                                                        tmp_path: Path) -> None:
     g = fresh_guest()
     marker = write_marker(g)
-    rc, doc, err = cli(g, tmp_path / "state", "backup", g.name, "--to", str(tmp_path / "bk"))
+    rc, doc, err = cli(g, tmp_path / "state", "backup", g.name, "--method", "snapshot",
+                       "--to", str(tmp_path / "bk"))
     assert rc == 0, err
     [b] = doc["backups"]
     assert b["state"] == "done" and b["consistency"] == "filesystem" and b["exit_code"] == 0
+    assert b["method"] == "snapshot" and b["level"] == "full"
     folder = Path(b["directory"])
-    assert folder.parent == tmp_path / "bk" / g.name
-    assert sorted(p.name for p in folder.iterdir()) == ["manifest.json", "vda.qcow2"]
+    assert folder.parent.parent == tmp_path / "bk" / g.name          # DIR/DOMAIN/CHAIN/BACKUP
+    assert sorted(p.name for p in folder.iterdir()) == ["domain.xml", "manifest.json", "vda.qcow2"]
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["domain"] == g.name and manifest["consistency"] == "filesystem"
     info = json.loads(subprocess.run(["qemu-img", "info", "--output=json", str(folder / "vda.qcow2")],
@@ -109,17 +113,19 @@ def test_backup_is_consistent_complete_and_merged_back(fresh_guest: Callable[...
 def test_many_domains_partial_failure_and_keep(fresh_guest: Callable[..., LabGuest], tmp_path: Path) -> None:
     g1, g2 = fresh_guest(), fresh_guest()
     state, dest = tmp_path / "state", tmp_path / "bk"
-    rc, doc, err = cli(g1, state, "backup", g1.name, "no-such-domain", g2.name, "--to", str(dest))
+    rc, doc, err = cli(g1, state, "backup", g1.name, "no-such-domain", g2.name, "--method", "snapshot",
+                       "--to", str(dest))
     assert rc == 5, err                                     # partial: two done, one failed
     states = {b["domain"]: (b["state"], b["exit_code"]) for b in doc["backups"]}
     assert states == {g1.name: ("done", 0), "no-such-domain": ("failed", 6), g2.name: ("done", 0)}
     assert doc["exit_code"] == 5
-    rc, doc, err = cli(g1, state, "backup", g1.name, g2.name, "--to", str(dest), "--keep", "1")
+    rc, doc, err = cli(g1, state, "backup", g1.name, g2.name, "--method", "snapshot", "--to", str(dest),
+                       "--keep", "1")
     assert rc == 0, err
     for g in (g1, g2):
-        kept = sorted(p.name for p in (dest / g.name).iterdir())
+        kept = sorted(p.name for p in (dest / g.name).iterdir())     # chains: full backups each
         assert len(kept) == 1 and Path(next(b["directory"] for b in doc["backups"]
-                                            if b["domain"] == g.name)).name == kept[0]
+                                            if b["domain"] == g.name)).parent.name == kept[0]
         assert_merged_back(g)
 
 
@@ -131,32 +137,33 @@ def test_copy_failure_still_merges_back(fresh_guest: Callable[..., LabGuest], tm
     tiny.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(tiny)], check=True)
     try:
-        rc, doc, err = cli(g, tmp_path / "state", "backup", g.name, "--to", str(tiny))
+        rc, doc, err = cli(g, tmp_path / "state", "backup", g.name, "--method", "snapshot",
+                           "--to", str(tiny))
         assert rc == 1, err
         [b] = doc["backups"]
         assert b["state"] == "failed" and "No space left on device" in b["error"]
         assert [c["target"] for c in b["committed"]] == ["vda"]
-        assert list((tiny / g.name).iterdir()) == []          # no partial directory
+        assert list((tiny / g.name).rglob("*")) == []         # no partial directory
     finally:
         subprocess.run(["umount", str(tiny)], check=False)
     assert_merged_back(g)
 
 
 def test_leftover_overlay_is_refused_until_committed(fresh_guest: Callable[..., LabGuest],
-                                                     tmp_path: Path) -> None:
+                                                     tmp_path: Path, store: Path) -> None:
     g = fresh_guest()
     state = tmp_path / "state"
     rc, _doc, err = cli(g, state, "snapshot", g.name)             # leaves the guest on an overlay
     assert rc == 0, err
-    rc, doc, err = cli(g, state, "backup", g.name, "--to", str(tmp_path / "bk"))
+    rc, doc, err = cli(g, state, "backup", g.name, "--to", str(store))
     assert rc == 9, err
     [b] = doc["backups"]
     assert b["state"] == "inconsistent" and "--commit-back" in b["undo"]
-    assert not (tmp_path / "bk").exists() or not any((tmp_path / "bk").rglob("*.qcow2"))
+    assert not any(store.rglob("*.qcow2"))
     rc, _doc, err = cli(g, state, "snapshot", g.name, "--commit-back")
     assert rc == 0, err
-    rc, doc, err = cli(g, state, "backup", g.name, "--to", str(tmp_path / "bk"))
-    assert rc == 0, err
+    rc, doc, err = cli(g, state, "backup", g.name, "--to", str(store))
+    assert rc == 0, (err, doc["backups"][0]["error"])
     assert_merged_back(g)
 
 
@@ -191,13 +198,13 @@ def test_sigterm_mid_copy_merges_back_and_leaves_no_partial(fresh_guest: Callabl
     env = dict(os.environ, VIRT_QGA_STATE_DIR=str(tmp_path / "state"),
                PATH=f"{shim_dir}{os.pathsep}{os.environ['PATH']}")
     proc = subprocess.Popen([sys.executable, "-m", "virt_qga.cli.main", "-c", str(g.uri), "--json",
-                             "backup", g.name, "--to", str(dest)], cwd=ROOT, env=env,
+                             "backup", g.name, "--method", "snapshot", "--to", str(dest)], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
-    while not (dest / g.name).is_dir() or not any((dest / g.name).glob(".*.partial")):
+    while not any(dest.glob(f"{g.name}/*/.*.partial")) or active_source(g) == str(g.data_disk):
         assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
         time.sleep(0.05)
-    assert active_source(g) != str(g.data_disk)                   # on the overlay, mid-copy
+    # on the overlay, mid-copy (the shim holds qemu-img convert)
     proc.terminate()
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
