@@ -109,7 +109,7 @@ def _run(result: BackupResult, domain: str, uri: str | None, store: Store, snap:
         _clean_leftovers(result, host, store, journal, lock, base)
         now = clock()
         job = BackupJob(host=host, uri=uri, store=store, snap=snap, opts=opts, lock=lock,
-                        journal=journal, result=result, name=_free_name(store, host.name, now),
+                        journal=journal, result=result, name=_free_name(store, host, now),
                         started=now, progress=progress)
         _decide(job)
         journal.begin(domain=host.name, uri=host.uri, uuid=uuid, operation="backup", data={
@@ -203,10 +203,16 @@ def _refuse_foreign_overlays(host: Domain) -> None:
             state=State.INCONSISTENT, domain=host.name, undo=f"virt-qga snapshot {host.name} --commit-back")
 
 
-def _free_name(store: Store, domain: str, now: datetime) -> str:
-    """This backup's name; with milliseconds when a backup of that second exists."""
+def _free_name(store: Store, host: Domain, now: datetime) -> str:
+    """This backup's name; with milliseconds when a backup of that second exists in the
+    store, or its checkpoint name in libvirt (a backup into another store)."""
+    from virt_qga.host import backup as hb
+    from virt_qga.workflows.backup.api import CHECKPOINT_PREFIX
+
     name = backup_name(now)
-    taken = {b.name for c in store.chains(domain) for b in c.backups}
+    taken = {b.name for c in store.chains(host.name) for b in c.backups}
+    if host.state() == "running":
+        taken |= {n.removeprefix(CHECKPOINT_PREFIX) for n in hb.checkpoint_names(host)}
     return backup_name(now, precise=True) if name in taken else name
 
 
