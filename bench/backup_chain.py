@@ -212,7 +212,8 @@ def main() -> None:
         total_mib = sum(full_q_bytes) / len(full_q_bytes) / 2**20
         rep(f"two lab guests (qemu-ga {ga.agent}, TCG, 2 host cores shared with other work): "
             "vda 64 MiB "
-            f"+ vdb {max(512, 2 * DATA_MIB)} MiB with {DATA_MIB} MiB written by the guest (dd from /dev/urandom, "
+            f"+ vdb {max(512, 2 * DATA_MIB)} MiB with {DATA_MIB} MiB written by the guest "
+            "(dd from /dev/urandom, "
             f"{_med(fill):.0f} s); {ROUNDS} rounds, interleaved")
         rep("virt-qga: python -m virt_qga.cli.main backup DOM --to STORE [--level full] (backup-api, "
             "frozen only around backupBegin, SHA-256 of every image)")
