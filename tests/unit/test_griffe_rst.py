@@ -1,0 +1,22 @@
+"""tools/griffe_rst.py: the reST habits of the docstrings become Markdown on the API page."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
+from griffe_rst import to_markdown  # noqa: E402
+
+
+def test_roles_become_code_spans() -> None:
+    text = "Use :meth:`for_domain` or :class:`~virt_qga.transport.base.Transport`."
+    assert to_markdown(text) == "Use `for_domain` or `Transport`."
+    assert to_markdown(":func:`virt_qga.errors.is_transient`") == "`virt_qga.errors.is_transient`"
+    assert to_markdown(":py:mod:`the table <virt_qga.exitcodes>`") == "`the table`"
+
+
+def test_literal_block_markers() -> None:
+    text = "Grouped like this::\n\n    A\n    +-- B\n\n::\n\n    raw\n"
+    assert to_markdown(text) == "Grouped like this:\n\n    A\n    +-- B\n\n\n    raw\n"
+    assert to_markdown("``qemu:///system`` stays") == "``qemu:///system`` stays"
