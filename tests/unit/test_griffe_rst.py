@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
-from griffe_rst import to_markdown  # noqa: E402
+from griffe_rst import to_markdown
 
 
 def test_roles_become_code_spans() -> None:
