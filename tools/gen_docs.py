@@ -49,7 +49,6 @@ def cli_page() -> str:
 def errors_page() -> str:
     import virt_qga.errors as errors
     from virt_qga.exitcodes import EXIT_BY_STATE, MEANINGS
-    from virt_qga.outcome import State
 
     rows = "\n".join(f"| {int(code)} | `{code.name}` | {text} |" for code, text in MEANINGS.items())
     states = "\n".join(
@@ -100,7 +99,7 @@ def _first_line(state: object) -> str:
     name = getattr(state, "name", "")
     for i, line in enumerate(lines):
         if line.strip().startswith(f"{name} = "):
-            notes = []
+            notes: list[str] = []
             j = i - 1
             while j >= 0 and lines[j].strip().startswith("#:"):
                 notes.insert(0, lines[j].strip()[2:].strip())

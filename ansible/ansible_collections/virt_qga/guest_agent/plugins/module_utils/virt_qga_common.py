@@ -35,7 +35,7 @@ T = TypeVar("T")
 VIRT_QGA_IMPORT_ERROR: str | None
 try:
     from virt_qga.errors import VirtQgaError, set_option_spelling
-    from virt_qga.exitcodes import ExitCode
+    from virt_qga.exitcodes import ExitCode as ExitCode  # re-exported to the modules
     from virt_qga.options import ansible_name
 except ImportError:  # reported by require_library()
     HAS_VIRT_QGA = False
