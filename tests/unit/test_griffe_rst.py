@@ -20,3 +20,15 @@ def test_literal_block_markers() -> None:
     text = "Grouped like this::\n\n    A\n    +-- B\n\n::\n\n    raw\n"
     assert to_markdown(text) == "Grouped like this:\n\n    A\n    +-- B\n\n\n    raw\n"
     assert to_markdown("``qemu:///system`` stays") == "``qemu:///system`` stays"
+
+
+def test_option_help_becomes_the_field_text() -> None:
+    from griffe_rst import option_help
+
+    assert option_help('mode: str = option("external", choices=MODES, help="Which kind.")\n') \
+        == "Which kind."
+    src = ('    mode: str = option("x", help=(\n'
+           '        f"run {ref(\'command\')} while frozen; see {LIMIT} <UTC>"))\n')
+    assert option_help(src) == "run `command` while frozen; see `LIMIT` &lt;UTC&gt;"
+    assert option_help("timeout: float = 30.0\n") is None
+    assert option_help('x: int = field(default=1, metadata={"help": "no"})\n') is None
