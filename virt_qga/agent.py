@@ -196,7 +196,7 @@ class GuestAgent(GeneratedCommands):
 
     # -- overrides needing version adaptation --------------------------------------
 
-    def exec(self, path: str, arg: list[str] | None = None, env: list[str] | None = None,  # type: ignore[override]
+    def exec(self, path: str, arg: list[str] | None = None, env: list[str] | None = None,
              input_data: str | None = None, capture_output: bool | str | None = None) -> Any:
         """Start a process in the guest; returns ``{"pid": N}``.
 
@@ -228,7 +228,7 @@ class GuestAgent(GeneratedCommands):
 
     # -- commands without a reply --------------------------------------------------
 
-    def shutdown(self, mode: str | None = None) -> None:  # type: ignore[override]
+    def shutdown(self, mode: str | None = None) -> None:
         """Ask the guest to halt, power down (default) or reboot. No reply is sent by
         the agent; use :func:`virt_qga.workflows.power.confirm_state` to confirm."""
         self._call("guest-shutdown", {"mode": mode})
