@@ -54,10 +54,10 @@ def main() -> None:
         raw += timed(bare, 1)
         ours += timed(agent.ping, 1)
         sk += timed(sock.ping, 1)
-    ratio = statistics.median(ours) / statistics.median(raw)
+    ping_ratio = statistics.median(ours) / statistics.median(raw)
     rep(f"guest-ping x{N}, one process, qemu-ga 7.2 (TCG guest)")
     rep(f"  bare qemuAgentCommand       {summary(raw)}")
-    rep(f"  GuestAgent.ping (libvirt)   {summary(ours)}   ratio {ratio:.3f}x (target <= 1.10x)")
+    rep(f"  GuestAgent.ping (libvirt)   {summary(ours)}   ratio {ping_ratio:.3f}x (target <= 1.10x)")
     rep(f"  GuestAgent.ping (socket)    {summary(sk)}   socket/libvirt "
         f"{statistics.median(sk) / statistics.median(ours):.3f}x")
 

@@ -99,7 +99,7 @@ def _first_line(state: object) -> str:
     name = getattr(state, "name", "")
     for i, line in enumerate(lines):
         if line.strip().startswith(f"{name} = "):
-            notes = []
+            notes: list[str] = []
             j = i - 1
             while j >= 0 and lines[j].strip().startswith("#:"):
                 notes.insert(0, lines[j].strip()[2:].strip())

@@ -804,9 +804,9 @@ def render_commands(spec: dict[str, Any]) -> str:
         '        """Send *command* with *args*; provided by the concrete agent class."""',
         "        raise NotImplementedError",
     ]
-    for m in methods:
+    for method in methods:
         out.append("")
-        out.append(m)
+        out.append(method)
     text = "\n".join(out) + "\n"
     return text.replace("the 42 guest", f"the {len(spec['commands'])} guest")
 

@@ -21,6 +21,10 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+#: The release version, written only here: setup.cfg reads it (attr:, without importing)
+#: and tools/sync_version.py keeps the collection's galaxy.yml and CHANGELOG.md equal.
+__version__ = "0.1.0"
+
 #: Public name -> "module:attribute" it comes from.
 _EXPORTS: dict[str, str] = {
     # the typed agent and how targets are named

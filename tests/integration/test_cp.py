@@ -140,7 +140,7 @@ class _FailingSource(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def read(self, n: int = -1) -> bytes:  # type: ignore[override]
+    def read(self, n: int = -1) -> bytes:
         if self.left <= 0:
             raise self.exc
         chunk = min(n if n > 0 else self.left, self.left)

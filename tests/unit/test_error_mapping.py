@@ -92,7 +92,7 @@ def test_operation_error_code_follows_state_and_cause() -> None:
         == ExitCode.MAYBE_FROZEN
     assert E.OperationError("x", state=State.UNCHANGED, cause=E.AgentNotConnectedError("gone")).exit_code \
         == ExitCode.AGENT_UNAVAILABLE
-    assert E.OperationError("x", state="rolled-back").to_dict()["state"] == "rolled-back"
+    assert E.OperationError("x", state=State.ROLLED_BACK).to_dict()["state"] == "rolled-back"
 
 
 def test_every_state_has_an_exit_code() -> None:

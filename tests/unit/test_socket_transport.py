@@ -16,7 +16,7 @@ import tempfile
 import threading
 import time
 import tracemalloc
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -31,6 +31,7 @@ from tests.unit.scripted_peer import (
     ScriptedPeer,
     Send,
     Sleep,
+    Step,
     SyncReply,
 )
 from virt_qga.errors import (
@@ -70,7 +71,7 @@ def reply(value: object) -> bytes:
     return json.dumps({"return": value}).encode() + b"\n"
 
 
-def sync_and(*steps: object) -> list:
+def sync_and(*steps: Step) -> list[Step]:
     """A connection script: answer the sync normally, then the given steps."""
     return [Expect(SYNC), SyncReply(), *steps]
 
@@ -480,7 +481,7 @@ def test_execute_no_reply_returns_at_once_and_forces_a_resync(sock_path: str) ->
     ]
     with ScriptedPeer(sock_path, [script]) as peer, transport(sock_path) as t:
         start = time.monotonic()
-        assert t.execute_no_reply("guest-shutdown", {"mode": "powerdown"}) is None
+        t.execute_no_reply("guest-shutdown", {"mode": "powerdown"})
         assert time.monotonic() - start < 0.1
         assert t.execute("guest-ping") == {}
     assert peer.requests[1] == {"execute": "guest-shutdown", "arguments": {"mode": "powerdown"}}
@@ -544,7 +545,7 @@ _part = st.one_of(st.binary(max_size=48), _fragment, _fragment)  # weighted towa
 _stream = st.lists(_part, max_size=12)
 
 
-def _render(parts: list[bytes]):  # -> Callable[[Context], bytes]
+def _render(parts: list[bytes]) -> Callable[[Context], bytes]:
     def fn(ctx: Context) -> bytes:
         ident = ctx.sync_id or 1
         subs = {_GOOD_SYNC: b"\xff" + reply(ident), _WRONG_SYNC: b"\xff" + reply(ident + 1),

@@ -19,18 +19,31 @@ from __future__ import annotations
 
 import os
 import traceback
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from ansible.module_utils.basic import missing_required_lib
 
+if TYPE_CHECKING:
+    from ansible.module_utils.basic import AnsibleModule
+    from virt_qga.agent import GuestAgent
+    from virt_qga.host import Domain
+    from virt_qga.workflows.target import Target
+
+T = TypeVar("T")
+
+VIRT_QGA_IMPORT_ERROR: str | None
 try:
     from virt_qga.errors import VirtQgaError, set_option_spelling
-    from virt_qga.exitcodes import ExitCode
+    from virt_qga.exitcodes import ExitCode as ExitCode  # re-exported to the modules
     from virt_qga.options import ansible_name
 except ImportError:  # reported by require_library()
     HAS_VIRT_QGA = False
     VIRT_QGA_IMPORT_ERROR = traceback.format_exc()
-    VirtQgaError = None
-    ExitCode = None
+    # Without the library these names are None; require_library() fails the module
+    # before anything uses ExitCode, and error_result() checks VirtQgaError first.
+    VirtQgaError = None  # type: ignore[assignment,misc]
+    ExitCode = None  # type: ignore[assignment,misc]
 else:
     HAS_VIRT_QGA = True
     VIRT_QGA_IMPORT_ERROR = None
@@ -44,9 +57,9 @@ URI_ENV = "VIRT_QGA_CONNECT"
 GENERIC_FAILURE = 1
 
 
-def common_argument_spec(**extra):
+def common_argument_spec(**extra: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """The shared options (see the ``common`` doc fragment) plus a module's own."""
-    spec = dict(
+    spec: dict[str, dict[str, Any]] = dict(
         domain=dict(type="str"),
         uri=dict(type="str"),
         socket=dict(type="path"),
@@ -62,7 +75,7 @@ COMMON_MODULE_KWARGS = dict(
 )
 
 
-def module_kwargs(**extra):
+def module_kwargs(**extra: Any) -> dict[str, Any]:
     """COMMON_MODULE_KWARGS merged with a module's own constraints (lists are joined)."""
     out = {k: list(v) for k, v in COMMON_MODULE_KWARGS.items()}
     for key, value in extra.items():
@@ -73,24 +86,24 @@ def module_kwargs(**extra):
     return out
 
 
-def require_library(module):
+def require_library(module: AnsibleModule) -> None:
     """fail_json when virt_qga cannot be imported on the managed node."""
     if not HAS_VIRT_QGA:
         module.fail_json(msg=missing_required_lib("virt-qga"), exception=VIRT_QGA_IMPORT_ERROR,
                          exit_code=GENERIC_FAILURE, error="ImportError")
 
 
-def connection_uri(params):
+def connection_uri(params: Mapping[str, Any]) -> str:
     """The libvirt URI: the option, else $VIRT_QGA_CONNECT, else qemu:///system."""
     return params.get("uri") or os.environ.get(URI_ENV) or DEFAULT_URI
 
 
-def target_name(params):
+def target_name(params: Mapping[str, Any]) -> str:
     """What messages call the guest: the domain, else ``unix:<socket>``."""
     return params.get("domain") or "unix:{}".format(params.get("socket"))
 
 
-def target(module):
+def target(module: AnsibleModule) -> Target:
     """The module's guest (virt_qga.workflows.target.Target): domain on uri, or socket."""
     from virt_qga.workflows.target import Target
 
@@ -98,7 +111,7 @@ def target(module):
     return Target.resolve(target_name(p), uri=connection_uri(p), socket=p.get("socket"))
 
 
-def open_agent(module, timeout=None):
+def open_agent(module: AnsibleModule, timeout: float | None = None) -> GuestAgent:
     """A GuestAgent for the module's domain or socket (nothing is sent yet)."""
     p = module.params
     t = float(timeout if timeout is not None else p["timeout"])
@@ -112,7 +125,7 @@ def open_agent(module, timeout=None):
                          exit_code=int(ExitCode.AGENT_UNAVAILABLE), error="ImportError")
 
 
-def open_domain(module, what="this module"):
+def open_domain(module: AnsibleModule, what: str = "this module") -> Domain:
     """The host-side handle (virt_qga.host.Domain) of a running domain, for modules that
     change the domain itself (hotplug, snapshots); the agent socket is not enough."""
     from virt_qga.connection import require_running
@@ -122,7 +135,7 @@ def open_domain(module, what="this module"):
     return d
 
 
-def workflow_options(module, cls, **extra):
+def workflow_options(module: AnsibleModule, cls: type[T], **extra: Any) -> T:
     """An options dataclass of a workflow (for example SnapshotOptions) from the module's
     parameters, plus ``extra`` internal fields. Validation is the workflow's own."""
     from virt_qga.options import from_mapping
@@ -130,7 +143,7 @@ def workflow_options(module, cls, **extra):
     return from_mapping(cls, module.params, spell=ansible_name, **extra)
 
 
-def error_result(exc):
+def error_result(exc: BaseException) -> dict[str, Any]:
     """The fail_json keyword arguments for an exception (one-line msg, no traceback)."""
     if VirtQgaError is not None and isinstance(exc, VirtQgaError):
         out = dict(msg=str(exc), exit_code=int(exc.exit_code), error=type(exc).__name__)
@@ -147,7 +160,7 @@ def error_result(exc):
                 error=type(exc).__name__)
 
 
-def fail_from_error(module, exc, **extra):
+def fail_from_error(module: AnsibleModule, exc: BaseException, **extra: Any) -> NoReturn:
     """fail_json for ``exc``; ``extra`` adds module-specific keys (e.g. partial output)."""
     kwargs = error_result(exc)
     kwargs.update(extra)
@@ -157,7 +170,7 @@ def fail_from_error(module, exc, **extra):
     module.fail_json(**kwargs)
 
 
-def run_guarded(module, body):
+def run_guarded(module: AnsibleModule, body: Callable[[AnsibleModule], None]) -> None:
     """Run ``body(module)``; any exception becomes a one-line fail_json.
 
     ``body`` calls ``module.exit_json``/``fail_json`` itself; SystemExit passes through.

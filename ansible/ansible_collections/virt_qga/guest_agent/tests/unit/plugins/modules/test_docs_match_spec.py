@@ -23,7 +23,8 @@ def load(name: str) -> Any:
 def fragment_options() -> dict[str, Any]:
     from ansible_collections.virt_qga.guest_agent.plugins.doc_fragments.common import ModuleDocFragment
 
-    return yaml.safe_load(ModuleDocFragment.DOCUMENTATION)["options"]
+    options: dict[str, Any] = yaml.safe_load(ModuleDocFragment.DOCUMENTATION)["options"]
+    return options
 
 
 def documented_options(mod: Any) -> dict[str, Any]:

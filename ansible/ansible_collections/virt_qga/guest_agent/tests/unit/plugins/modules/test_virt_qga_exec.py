@@ -10,7 +10,7 @@ from ansible_collections.virt_qga.guest_agent.plugins.modules import virt_qga_ex
 TEST_E = ["/bin/sh", "-c", 'test -e "$1"', "sh"]
 
 
-def guest(existing: set[str] = frozenset(), status: int = 0, stdout: bytes = b"",
+def guest(existing: frozenset[str] | set[str] = frozenset(), status: int = 0, stdout: bytes = b"",
           stderr: bytes = b"", **extra: Any) -> Any:
     """A tiny guest: `test -e` answers from ``existing``; anything else gets ``status``."""
     def program(argv: list[str], env: Any, stdin: bytes) -> dict[str, Any]:
