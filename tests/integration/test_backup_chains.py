@@ -231,6 +231,14 @@ def _wait_job_running(g: LabGuest, proc: subprocess.Popen[str]) -> None:
         time.sleep(0.02)
 
 
+def _kill_mid_job(g: LabGuest, state: Path, store: Path) -> None:
+    """Start a backup of ``g`` and SIGKILL it while its job copies."""
+    proc = _start_backup(g, state, store)
+    _wait_job_running(g, proc)
+    proc.kill()
+    proc.communicate(timeout=30)
+
+
 def _job_running(g: LabGuest) -> bool:
     import libvirt
 
@@ -259,10 +267,7 @@ def test_sigkill_mid_job_then_recover_and_the_next_backup(big_disk: LabGuest, tm
                                                           store: Path) -> None:
     g = big_disk
     state = tmp_path / "state"
-    proc = _start_backup(g, state, store)
-    _wait_job_running(g, proc)
-    proc.kill()
-    proc.communicate(timeout=30)
+    _kill_mid_job(g, state, store)
     assert list(store.glob(f"{g.name}/*/.*.partial"))          # what the dead run left
     rc, doc, err = cli(g, state, "recover", g.name)
     assert rc == 0, err
@@ -282,10 +287,7 @@ def test_sigkill_then_the_next_backup_cleans_up_by_itself(big_disk: LabGuest, tm
                                                           store: Path) -> None:
     g = big_disk
     state = tmp_path / "state"
-    proc = _start_backup(g, state, store)
-    _wait_job_running(g, proc)
-    proc.kill()
-    proc.communicate(timeout=30)
+    _kill_mid_job(g, state, store)
     b = backup(g, state, store, "--wait-lock", "30")    # the dead run's thaw guard may still hold it
     assert b["level"] == "full"
     assert any("dead backup run" in w and "deleted checkpoint" in w for w in b["warnings"]), b["warnings"]

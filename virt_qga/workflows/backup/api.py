@@ -74,12 +74,7 @@ def run_api(job: BackupJob, partial: Path) -> None:
             job.snap, mode="command", command=None, frozen_action=start, held_lock=job.lock,
             name=CHECKPOINT_PREFIX + job.name, description="virt-qga backup"))
         job.result.timings_s["start"] = round(time.monotonic() - t, 3)
-        job.result.snapshot = snap.to_dict()
-        job.result.consistency = snap.consistency
-        job.result.consistency_reason = snap.consistency_reason
-        job.result.frozen_window_ms = snap.frozen_window_ms
-        job.result.warnings.extend(snap.warnings)
-        job.result.exit_code = snap.exit_code
+        job.took_snapshot(snap)
         t = time.monotonic()
         done = hb.wait_job(host, time.monotonic() + job.opts.copy_timeout, job.on_job())
         job.result.timings_s["job"] = round(time.monotonic() - t, 3)

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from virt_qga.host.snapshots import DiskInfo
     from virt_qga.workflows.journal import Journal
     from virt_qga.workflows.lock import DomainLock
-    from virt_qga.workflows.snapshot import SnapshotOptions
+    from virt_qga.workflows.snapshot import SnapshotOptions, SnapshotResult
 
 __all__ = ["BackupJob", "Progress"]
 
@@ -72,6 +72,15 @@ class BackupJob:
 
     def on_job(self) -> Callable[[JobProgress], None]:
         return lambda p: self.report_progress(p.processed, p.total)
+
+    def took_snapshot(self, snap: SnapshotResult) -> None:
+        """Record what the freeze achieved (the snapshot workflow's report)."""
+        r = self.result
+        r.snapshot = snap.to_dict()
+        r.consistency, r.consistency_reason = snap.consistency, snap.consistency_reason
+        r.frozen_window_ms = snap.frozen_window_ms
+        r.warnings.extend(snap.warnings)
+        r.exit_code = snap.exit_code
 
     def note(self, **data: Any) -> None:
         """Record progress in the backup journal (what recover must know if we die)."""

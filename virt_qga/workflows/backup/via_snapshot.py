@@ -31,12 +31,7 @@ def run_snapshot(job: BackupJob, partial: Path) -> None:
         _merge_back_after(job, name)  # a signal right after the snapshot: its overlays exist
         raise
     job.result.timings_s["snapshot"] = round(time.monotonic() - t, 3)
-    job.result.snapshot = snap.to_dict()
-    job.result.consistency = snap.consistency
-    job.result.consistency_reason = snap.consistency_reason
-    job.result.frozen_window_ms = snap.frozen_window_ms
-    job.result.warnings.extend(snap.warnings)
-    job.result.exit_code = snap.exit_code
+    job.took_snapshot(snap)
     targets = tuple(o["target"] for o in snap.overlays)
     job.note(step="copy", overlays=snap.overlays)
     copy_error: BaseException | None = None

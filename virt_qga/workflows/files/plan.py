@@ -9,7 +9,6 @@ through the agent's file calls instead (slower, no mode).
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import os
 import posixpath
@@ -20,7 +19,13 @@ from typing import TYPE_CHECKING
 from virt_qga.errors import BadInputError, GuestError
 from virt_qga.workflows import exec as gexec
 from virt_qga.workflows.files.chunks import CHUNK_CAP, chunk_size, guest_target
-from virt_qga.workflows.files.guest import guest_file, guest_mode, guest_path_kind, guest_sha256
+from virt_qga.workflows.files.guest import (
+    guest_file,
+    guest_mode,
+    guest_path_kind,
+    guest_sha256,
+    read_back_sha256,
+)
 
 if TYPE_CHECKING:
     from virt_qga.agent import GuestAgent
@@ -61,15 +66,7 @@ def any_guest_sha256(agent: GuestAgent, path: str, has_exec: bool) -> str:
         digest = guest_sha256(agent, path)
         if digest is not None:
             return digest
-    h = hashlib.sha256()
-    count = chunk_size(agent.transport.max_reply_bytes)
-    with guest_file(agent, path, "rb") as handle:
-        while True:
-            reply = agent.file_read(handle, count=count)
-            data = base64.b64decode(reply.get("buf-b64", ""))
-            h.update(data)
-            if reply.get("eof") or not data:
-                return h.hexdigest()
+    return read_back_sha256(agent, path, chunk_size(agent.transport.max_reply_bytes))
 
 
 def any_guest_kind(agent: GuestAgent, path: str, has_exec: bool) -> str:
