@@ -38,6 +38,11 @@ def which(tool: str) -> str | None:
 
 
 class LabSession:
+    """The ``host`` stack: the machine's libvirt and QEMU, in session mode."""
+
+    name = "host"
+    mode = "session"
+
     def __init__(self, paths: LabPaths) -> None:
         self.paths = paths
         self.is_root = os.geteuid() == 0
@@ -46,6 +51,20 @@ class LabSession:
     @property
     def uri(self) -> str:
         return f"qemu+unix:///session?socket={self.paths.libvirt_sock}"
+
+    @property
+    def emulator(self) -> str:
+        return which("qemu-system-x86_64") or "/usr/bin/qemu-system-x86_64"
+
+    @property
+    def daemon_log(self) -> Path:
+        return self.paths.daemon_log
+
+    def qemu_pidfile(self, name: str) -> Path:
+        return self.paths.run / "libvirt" / "qemu" / "run" / f"{name}.pid"
+
+    def defined_xml_files(self) -> list[Path]:
+        return sorted((self.paths.xdg_config / "libvirt" / "qemu").glob("*.xml"))
 
     # ------------------------------------------------------------ user and dirs
 
