@@ -70,6 +70,9 @@ def up(
     stack: str,
 ) -> None:
     """Build what is needed (cached), boot guests, wait until each agent answers."""
+    from virt_qga.lab.manager import stack_for
+
+    stack_for(plain, stack)  # refuse --plain --stack debian13 before building anything
     lab_ = _lab(stack)
     start = time.monotonic()
     log = get_ctx().verbosity >= 0 and not get_ctx().json
@@ -84,6 +87,7 @@ def up(
         agent_channel=not no_agent_channel,
         kvm=kvm,
         timeout=timeout,
+        stack=stack,
     )
     elapsed = time.monotonic() - start
     data = {"uri": lab_.uri, "stack": stack, "seconds": round(elapsed, 2),

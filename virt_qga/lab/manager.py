@@ -390,10 +390,8 @@ class Lab:
         ``stack`` (default: this lab's) runs libvirt guests; plain guests have none.
         """
         check_agent(agent)
-        stack = stack or self.stack
+        stack = stack_for(plain, stack) or self.stack
         check_stack(stack)
-        if plain and stack != HOST:
-            raise LabError(f"plain QEMU guests have no libvirt stack; drop --stack {stack}")
         if count < 1:
             raise LabError("--count must be at least 1")
         self.preflight(plain, stack)
@@ -866,6 +864,16 @@ class Lab:
                         f"# plain guest {g.name}: export VIRT_QGA_SOCKET='{g.socket}'  # QMP: {g.qmp}"
                     )
         return "\n".join(lines) + "\n"
+
+
+def stack_for(plain: bool, stack: str | None) -> str | None:
+    """The stack a guest runs on: plain QEMU guests have no libvirt and always use the
+    host's QEMU (asking for another stack is an error); libvirt guests the one asked."""
+    if plain:
+        if stack not in (None, HOST):
+            raise LabError(f"plain QEMU guests have no libvirt stack; drop --stack {stack}")
+        return HOST
+    return stack
 
 
 def _dpkg_version(package: str) -> str | None:

@@ -115,13 +115,7 @@ def build_root(
         return cached
 
     wanted = apt.newest_in_release(list(spec.packages), spec.release)
-    inputs = {
-        "spec": asdict(spec),
-        "packages": wanted,
-        "debootstrap": _tool_version(),
-        "code": [_sha(HERE / f) for f in ("rootfs.py", "stacks.py")],
-    }
-    key = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
+    key = root_key(spec, wanted, _tool_version())
     target = paths.roots / f"{spec.name}-{key}"
     if cached is not None and cached.key == key and cached.complete():
         manifest = RootManifest(**{**asdict(cached), "stamp": stamp})
@@ -149,6 +143,17 @@ def build_root(
     manifest.save(manifest_path(paths, spec))
     prune(paths, spec, keep=target)
     return manifest
+
+
+def root_key(spec: RootStackSpec, versions: dict[str, str], debootstrap: str) -> str:
+    """The cache key of a root: every input that can change what gets built."""
+    inputs = {
+        "spec": asdict(spec),
+        "packages": versions,
+        "debootstrap": debootstrap,
+        "code": _sha(HERE / "rootfs.py"),  # the spec above carries what stacks.py defines
+    }
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def prune(paths: LabPaths, spec: RootStackSpec, keep: Path) -> list[Path]:
