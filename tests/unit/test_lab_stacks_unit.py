@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from virt_qga import errors as E
 from virt_qga.cli.main import main
 from virt_qga.host.vcpus import NEXT_HOTPLUG_AFTER_MISSED_UNPLUG, hotplug_risk
 from virt_qga.lab import LabError
@@ -21,6 +22,7 @@ from virt_qga.lab.rootfs import root_key
 from virt_qga.lab.stacks import STACKS, RootStackSpec, check_stack
 from virt_qga.lab.sysdaemon import kvm_group
 from virt_qga.lab.userland import parse_depends, read_elf, resolve_in_tree, stage_binary
+from virt_qga.libvirt_errors import map_libvirt_error
 
 TRIXIE_HOST = """\
 Types: deb
@@ -196,3 +198,39 @@ def test_lab_errors_go_through_the_one_renderer(capsys: pytest.CaptureFixture[st
     doc = json.loads(out)
     assert doc["ok"] is False and doc["error"] == "LabError" and doc["exit_code"] == 1
     assert err.strip() == "virt-qga: error: plain QEMU guests have no libvirt stack; drop --stack debian13"
+
+
+# ------------------------------------------------------------------ libvirt 11.3's own words
+
+
+class _LibvirtError(Exception):
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code, self.message = code, message
+
+    def get_error_code(self) -> int:
+        return self.code
+
+    def get_error_message(self) -> str:
+        return self.message
+
+
+#: (code, message) exactly as libvirt 11.3.0 sent them on the debian13 stack.
+RECORDED_11_3 = [
+    (113, "guest agent command failed: unable to execute QEMU agent command 'guest-file-open': "
+          "failed to open file '/nope/x' (mode: 'r'): No such file or directory", E.GuestError),
+    (113, "guest agent command failed: unable to execute QEMU agent command 'guest-frobnicate': "
+          "The command guest-frobnicate has not been found", E.CommandNotSupportedError),
+    (112, "guest agent command timed out: guest agent didn't respond to command within '3' seconds",
+     E.AgentTimeoutError),
+    (86, "Guest agent is not responding: guest agent didn't respond to synchronization within '3' "
+         "seconds", E.AgentNotConnectedError),
+]
+
+
+@pytest.mark.parametrize("code, message, cls", RECORDED_11_3)
+def test_libvirt_11_3_agent_errors_map_to_their_class(code: int, message: str, cls: type) -> None:
+    err = map_libvirt_error(_LibvirtError(code, message), domain="d", command="guest-ping")
+    assert type(err) is cls
+    if code == 113:
+        assert "guest agent command failed" not in str(err)  # the agent's own text, not libvirt's wrapper
