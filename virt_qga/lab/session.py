@@ -27,6 +27,7 @@ from pathlib import Path
 from virt_qga.lab.errors import SETUP_HINT, LabError
 from virt_qga.lab.paths import LabPaths
 from virt_qga.lab.proc import pid_alive, pid_cmdline, pids_of_uid, run
+from virt_qga.lab.reconnect import wait_reconnected
 
 LAB_USER = "qgalab"
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -196,10 +197,13 @@ class LabSession:
 
         On start libvirt reconnects to every QEMU and re-reads its state (vCPUs
         included), which is what an operator's ``systemctl restart libvirtd`` does.
+        Returns once that re-attach is done (:func:`wait_reconnected`): before, the
+        live XML is still the old one (a test saw the stale vCPU list under load).
         """
         pids = [p for p in self.daemon_pids() if Path((pid_cmdline(p) or [""])[0]).name == "libvirtd"]
         terminate(pids, grace=10.0)
         self.ensure_daemon(timeout)
+        wait_reconnected(self.uri, timeout)
 
     def daemon_pids(self) -> list[int]:
         """libvirtd/virtlogd of the lab (by pidfile, and every process of qgalab when root)."""

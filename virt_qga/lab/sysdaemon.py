@@ -31,6 +31,7 @@ from virt_qga.lab.errors import LabError
 from virt_qga.lab.mountns import MountNamespace, host_mounts_under, mnt_ns
 from virt_qga.lab.paths import LabPaths
 from virt_qga.lab.proc import pid_alive, pid_cmdline
+from virt_qga.lab.reconnect import wait_reconnected
 from virt_qga.lab.rootfs import RootManifest, load_manifest
 from virt_qga.lab.session import SYSTEM_PATH, terminate
 from virt_qga.lab.stacks import RootStackSpec
@@ -226,6 +227,7 @@ class SystemStack:
         if pid:
             terminate([pid], grace=10.0)
         self.ensure_daemon(timeout)
+        wait_reconnected(self.uri, timeout)
 
     def _pid_of(self, daemon: str) -> int | None:
         ns = self.namespace()
