@@ -216,7 +216,7 @@ class _LibvirtError(Exception):
 
 
 #: (code, message) exactly as libvirt 11.3.0 sent them on the debian13 stack.
-RECORDED_11_3 = [
+RECORDED_11_3: list[tuple[int, str, type[E.VirtQgaError]]] = [
     (113, "guest agent command failed: unable to execute QEMU agent command 'guest-file-open': "
           "failed to open file '/nope/x' (mode: 'r'): No such file or directory", E.GuestError),
     (113, "guest agent command failed: unable to execute QEMU agent command 'guest-frobnicate': "
