@@ -185,6 +185,7 @@ def test_shut_off_domain(lab: Any, guests: dict[str, Any]) -> None:
         dom.undefine()
 
 
+@pytest.mark.stacks("host")  # a plain QEMU guest: no libvirt stack involved
 def test_half_command_from_dead_client_does_not_break_next(guests: dict[str, Any]) -> None:
     guest = guests["plain-10.0"]
     raw = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -200,6 +201,7 @@ def test_half_command_from_dead_client_does_not_break_next(guests: dict[str, Any
         agent.close()
 
 
+@pytest.mark.stacks("host")  # a plain QEMU guest: no libvirt stack involved
 def test_socket_transport_survives_peer_reconnect(guests: dict[str, Any]) -> None:
     guest = guests["plain-7.2"]
     a = GuestAgent.for_socket(guest.socket, timeout=10)

@@ -184,6 +184,7 @@ def test_info_and_exec_over_a_fleet(tmp_path: Path, fleet: dict[str, dict[str, A
         assert "Traceback" not in r["ghost"]["msg"]
 
 
+@pytest.mark.stacks("host")  # a plain QEMU guest: no libvirt stack involved
 def test_info_over_the_channel_socket(tmp_path: Path, guests: dict[str, LabGuest]) -> None:
     plain = guests["plain-10.0"]
     assert plain.socket

@@ -66,6 +66,7 @@ def test_round_trip_small(guests: dict[str, Any], tmp_path: Path, key: str, size
 
 
 @pytest.mark.slow
+@pytest.mark.stacks("host")  # 100 s on debian13 for the same agent path; the small copies run there
 @pytest.mark.parametrize("key", ["libvirt-7.2", "plain-10.0"])
 def test_round_trip_64mib(guests: dict[str, Any], tmp_path: Path, key: str) -> None:
     round_trip(guests[key], tmp_path, BIG, f"64m-{key}")

@@ -178,6 +178,7 @@ def test_stopped_agent_among_good_ones(two: tuple[str, str, str], stopped: LabGu
     assert elapsed < LIBVIRT_WORST + MARGIN, f"took {elapsed:.1f} s"  # waited for in parallel, once
 
 
+@pytest.mark.stacks("host")  # a plain QEMU guest: no libvirt stack involved
 def test_socket_timeout_bounds_connect_sync_and_command(fresh_guest: Any) -> None:
     """The defect as a user met it: against a stopped agent, --timeout 1 took 5 s."""
     guest = fresh_guest(agent="7.2", plain=True)

@@ -1,6 +1,8 @@
 """The lab itself: real agents answer, fsfreeze really freezes, hotplug works, lifecycle is clean.
 
-No mocks: every test talks to real QEMU guests running the real qemu-ga.
+No mocks: every test talks to real QEMU guests running the real qemu-ga. Every test runs
+on each lab stack (see conftest.py) unless it says otherwise; the lifecycle tests check
+that ``down`` leaves no process and no mount of either stack.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from typing import Any
 import pytest
 
 from virt_qga.lab import Lab, LabGuest
-from virt_qga.lab.proc import pid_alive, pid_cmdline, pids_of_uid
+from virt_qga.lab.proc import pid_alive, pid_cmdline
+from virt_qga.lab.stacks import HOST
 
 libvirt = pytest.importorskip("libvirt")
 libvirt_qemu = pytest.importorskip("libvirt_qemu")
@@ -150,6 +153,7 @@ def test_agent_answers_over_plain_socket(guests: dict[str, LabGuest], key: str) 
         chan.close()
 
 
+@pytest.mark.stacks(HOST)  # plain QEMU: no libvirt stack involved
 def test_plain_guest_has_qmp(guests: dict[str, LabGuest]) -> None:
     guest = guests["plain-7.2"]
     assert guest.qmp is not None
@@ -315,31 +319,59 @@ def side_lab(lab: Lab) -> Iterator[Lab]:
     Lifecycle tests run ``down`` on it, so the session's shared guests are never touched.
     """
     lab.build("7.2")
+    lab.build("10.0")
     root = Path(f"/tmp/vqlab-{os.getpid()}")
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(mode=0o755)
-    for part in ("apt", "debs", "images"):
+    for part in ("apt", "debs", "images", "roots"):
+        (lab.paths.root / part).mkdir(exist_ok=True)
         (root / part).symlink_to(lab.paths.root / part)
-    side = Lab(root)
+    side = Lab(root, stack=lab.stack)
     yield side
     side.down()
     shutil.rmtree(root, ignore_errors=True)
 
 
 def _processes_of(lab: Lab) -> list[str]:
-    ids = lab.session.user_ids()
-    assert ids is not None
+    """Every process of this lab root, whoever runs it: named in its environment or
+    command line (session libvirtd, virtlogd, QEMU), or living in a chroot under the
+    root (a root stack's daemons and QEMU)."""
     root = str(lab.root) + "/"
     found = []
-    for pid in pids_of_uid(ids[0]):
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        pid = int(entry.name)
         try:
-            environ = Path(f"/proc/{pid}/environ").read_bytes().decode(errors="replace")
+            environ = (entry / "environ").read_bytes().decode(errors="replace")
+            chroot = os.readlink(entry / "root")
         except OSError:
-            environ = ""
+            continue
         cmd = pid_cmdline(pid)
-        if f"={root}" in environ or any(root in a for a in cmd):
+        if not pid_alive(pid):
+            continue
+        if f"={root}" in environ or any(root in a for a in cmd) or (chroot + "/").startswith(root):
             found.append(f"{pid} {' '.join(cmd)[:80]}")
     return found
+
+
+def _mounts_under(root: Path) -> list[str]:
+    """Mount points under ``root`` in *any* mount namespace on the machine (each
+    process's mountinfo), not only in ours: a root stack mounts in its own."""
+    prefix = str(root).rstrip("/") + "/"
+    found: set[str] = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            lines = (entry / "mountinfo").read_text().splitlines()
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if len(fields) > 4 and (fields[4] + "/").startswith(prefix):
+                found.add(f"{fields[4]} (ns of pid {entry.name})")
+    return sorted(found)
 
 
 def _wait_state(lab: Lab, name: str, bad: str = "running", timeout: float = 10.0) -> str:
@@ -376,14 +408,23 @@ def test_lifecycle_up_idempotent_kill_status_down(side_lab: Lab) -> None:
     revived = lab.up(count=2, agent="7.2", name="lc")
     assert revived[0].pid != first[0].pid and revived[1].pid == first[1].pid
 
+    if lab.stack != HOST:  # a root stack mounts only inside its own namespace
+        mine = _mounts_under(lab.root)
+        assert mine and not [m for m in Path("/proc/self/mounts").read_text().splitlines()
+                             if f" {lab.root}/" in m], mine
+
     lab.down()
     assert _processes_of(lab) == []
+    assert _mounts_under(lab.root) == []
     run = lab.paths.run
     assert not run.exists() or not [p for p in run.rglob("*") if p.is_socket()]
     assert not lab.paths.guests.exists() or not any(lab.paths.guests.iterdir())
+    stack_dir = lab.paths.stack_dir(lab.stack)
+    assert not stack_dir.exists() or sorted(p.name for p in stack_dir.iterdir()) in ([], ["log"])
     assert lab.status() == []
     lab.down()  # idempotent
     assert lab.status() == []
+    assert _processes_of(lab) == [] and _mounts_under(lab.root) == []
 
 
 def test_daemon_that_went_away_is_respawned(side_lab: Lab) -> None:
@@ -396,10 +437,21 @@ def test_daemon_that_went_away_is_respawned(side_lab: Lab) -> None:
         time.sleep(0.05)
     # the guest survives its daemon; status brings a new daemon up and sees it running
     assert guest.pid is not None and pid_alive(guest.pid)
-    fresh = Lab(lab.root)
+    fresh = Lab(lab.root, stack=lab.stack)
     assert {s.name: s.state for s in fresh.status()} == {"dg": "running"}
     assert lab.session.daemon_alive()
-    assert lv_command(fresh, guest, "guest-ping") == {}
+    # libvirt 9.0 has the agent back as soon as its socket accepts; libvirt 11.3 connects
+    # to the agent channel of a re-attached domain asynchronously ("QEMU guest agent is
+    # not connected" for about a second, measured), so the agent gets a bounded wait
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            assert lv_command(fresh, guest, "guest-ping") == {}
+            break
+        except libvirt.libvirtError as exc:
+            if "not connected" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.3)
     fresh.close()
 
 

@@ -20,6 +20,7 @@ def test_shutdown_over_libvirt_ends_shut_off(fresh_guest: Any, agent: str) -> No
     assert Domain.lookup(g.name, g.uri).state() == "shut off"
 
 
+@pytest.mark.stacks("host")  # a plain QEMU guest: no libvirt stack involved
 def test_shutdown_over_socket_says_what_was_not_confirmed(fresh_guest: Any) -> None:
     g = fresh_guest(agent="10.0", plain=True)
     rc, doc = vq_json(g, "shutdown", "--mode", "halt", "--wait", "60")

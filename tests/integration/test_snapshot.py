@@ -295,12 +295,15 @@ def test_missing_target_dir_is_refused_before_freezing(victim: LabGuest, state: 
 
 
 def test_snapshot_failure_while_frozen_thaws_and_leaves_no_overlay(victim: LabGuest, state: Path) -> None:
-    # Root can write here, libvirt's unprivileged daemon cannot: the pre-check passes and,
-    # with libvirt creating the overlay (--no-precreate), snapshotCreateXML fails inside
-    # the frozen window.
+    # Root can write here, QEMU cannot: the pre-check passes and, with libvirt creating the
+    # overlay (--no-precreate), snapshotCreateXML fails inside the frozen window. Session
+    # mode (host stack): the unprivileged libvirtd cannot even create it. System mode
+    # (debian13): libvirtd is root and creates it, its DAC driver hands the *file* to
+    # libvirt-qemu, but QEMU cannot enter a root-only folder (with 0755 it could, and the
+    # snapshot succeeds there).
     folder = Path(tempfile.mkdtemp(prefix="vqga-ro-", dir="/var/tmp"))
     try:
-        os.chmod(folder, 0o755)
+        os.chmod(folder, 0o700)
         p = run(victim, state, "snapshot", victim.name, "--dir", str(folder), "--no-precreate")
         assert p.returncode == 1, p.stderr
         err = doc(p)
@@ -480,6 +483,7 @@ def test_agent_stopped_while_frozen_deadline_holds(fresh_guest: Callable[..., La
 # -- plain QEMU over the agent socket ------------------------------------------------------
 
 
+@pytest.mark.stacks("host")  # a plain QEMU guest: no libvirt stack involved
 def test_socket_command_mode_and_guard(fresh_guest: Callable[..., LabGuest], tmp_path: Path) -> None:
     """No libvirt: the agent channel socket, --mode command; SIGKILL still gets thawed."""
     from virt_qga.transport.socket import SocketTransport

@@ -1,44 +1,30 @@
 """``virt-qga lab``: disposable libvirt/QEMU guests running the real qemu-ga.
 
-Thin: parse options, call :class:`virt_qga.lab.Lab`, render. Every lab failure is a
-one-line ``virt-qga: error: ...`` on stderr and the error's exit code.
+Thin: parse options, call :class:`virt_qga.lab.Lab`, render. A lab failure is a
+:class:`~virt_qga.lab.LabError` like any other error: the one renderer in
+:mod:`virt_qga.cli.main` turns it into ``virt-qga: error: ...`` on stderr (and the JSON
+error document with ``--json``) and its exit code.
 """
 
 from __future__ import annotations
 
-import functools
-import json
-import sys
 import time
-from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Sequence
+from typing import Any
 
 import click
 
 from virt_qga.cli.context import emit, get_ctx, info
-from virt_qga.errors import VirtQgaError
+from virt_qga.lab.stacks import HOST, STACK_NAMES
 
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _handle_errors(func: F) -> F:
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except VirtQgaError as err:
-            if get_ctx().json:
-                click.echo(json.dumps(err.to_dict(), indent=2))
-            click.echo(f"virt-qga: error: {err}", err=True)
-            sys.exit(int(err.exit_code))
-
-    return wrapper  # type: ignore[return-value]
+STACK_HELP = "Host stack of the libvirt guests: host (session-mode libvirt of this machine) or " \
+    "debian13 (libvirt 11.3 + QEMU 10.0, system mode, from a cached Debian 13 root)."
 
 
-def _lab() -> Any:
+def _lab(stack: str = HOST) -> Any:
     from virt_qga.lab import Lab
 
-    return Lab()
+    return Lab(stack=stack)
 
 
 def _table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
@@ -78,14 +64,21 @@ def lab(json_: bool) -> None:
 @click.option("--no-agent-channel", is_flag=True, help="Boot without an agent channel (to test that error).")
 @click.option("--kvm", is_flag=True, help="Use KVM instead of TCG (does not work on every host).")
 @click.option("--timeout", default=60.0, show_default=True, help="Seconds to wait for the agents.")
-@_handle_errors
+@click.option("--stack", type=click.Choice(STACK_NAMES), default=HOST, show_default=True, help=STACK_HELP)
 def up(
-    count: int, agent: str, plain: bool, name: str | None, no_agent_channel: bool, kvm: bool, timeout: float
+    count: int, agent: str, plain: bool, name: str | None, no_agent_channel: bool, kvm: bool, timeout: float,
+    stack: str,
 ) -> None:
     """Build what is needed (cached), boot guests, wait until each agent answers."""
-    lab_ = _lab()
+    from virt_qga.lab.manager import stack_for
+
+    stack_for(plain, stack)  # refuse --plain --stack debian13 before building anything
+    lab_ = _lab(stack)
     start = time.monotonic()
-    lab_.build(agent=agent, log=get_ctx().verbosity >= 0 and not get_ctx().json)
+    log = get_ctx().verbosity >= 0 and not get_ctx().json
+    lab_.build(agent=agent, log=log)
+    if not plain:
+        lab_.build_stack(log=log)
     guests = lab_.up(
         count=count,
         agent=agent,
@@ -94,59 +87,68 @@ def up(
         agent_channel=not no_agent_channel,
         kvm=kvm,
         timeout=timeout,
+        stack=stack,
     )
     elapsed = time.monotonic() - start
-    data = {"uri": lab_.uri, "seconds": round(elapsed, 2), "guests": [g.to_dict() for g in guests]}
+    data = {"uri": lab_.uri, "stack": stack, "seconds": round(elapsed, 2),
+            "guests": [g.to_dict() for g in guests]}
 
     def human(d: dict[str, Any]) -> None:
         for g in d["guests"]:
             if g["kind"] == "plain":
                 reach = f"agent socket {g['socket'] or '(none)'}  qmp {g['qmp']}"
             else:
-                reach = f"libvirt domain {g['name']}"
+                reach = f"libvirt domain {g['name']} on stack {g['stack']}"
             click.echo(f"{g['name']}  ({g['kind']}, qemu-ga {g['agent']}, pid {g['pid']})  {reach}")
         if any(g["kind"] == "libvirt" for g in d["guests"]):
             click.echo(f"libvirt URI: {d['uri']}")
-        click.echo('eval "$(virt-qga lab env)" to point virt-qga at the lab')
+        flag = "" if d["stack"] == HOST else f" --stack {d['stack']}"
+        click.echo(f'eval "$(virt-qga lab env{flag})" to point virt-qga at the lab')
         info(f"ready in {d['seconds']} s")
 
     emit(data, human)
 
 
 @lab.command("status")
-@_handle_errors
 def status() -> None:
-    """What runs: every lab guest with its live state."""
+    """What runs: every lab guest with its stack and live state, then each stack."""
     lab_ = _lab()
     rows = [s.to_dict() for s in lab_.status()]
-    data = {"root": str(lab_.root), "uri": lab_.uri, "daemon": lab_.session.daemon_alive(), "guests": rows}
+    stacks = [lab_.stack_info(name) for name in STACK_NAMES]
+    data = {"root": str(lab_.root), "uri": lab_.uri, "daemon": lab_.session.daemon_alive(), "guests": rows,
+            "stacks": stacks}
 
     def human(d: dict[str, Any]) -> None:
         if not d["guests"]:
             click.echo(f"no lab guests (lab dir {d['root']})")
-            return
-        _table(
-            ["NAME", "KIND", "AGENT", "STATE", "PID", "REACH"],
-            [
+        else:
+            _table(
+                ["NAME", "STACK", "KIND", "AGENT", "STATE", "PID", "REACH"],
                 [
-                    g["name"],
-                    g["kind"],
-                    g["agent"],
-                    g["state"],
-                    g["pid"],
-                    g["socket"] if g["kind"] == "plain" else g["uri"],
-                ]
-                for g in d["guests"]
-            ],
-        )
+                    [
+                        g["name"],
+                        g["stack"] if g["kind"] == "libvirt" else "-",
+                        g["kind"],
+                        g["agent"],
+                        g["state"],
+                        g["pid"],
+                        g["socket"] if g["kind"] == "plain" else g["uri"],
+                    ]
+                    for g in d["guests"]
+                ],
+            )
+        for st in d["stacks"]:
+            versions = f"libvirt {st['libvirt'] or '?'}, QEMU {st['qemu'] or '?'}"
+            state = "daemon up" if st["daemon"] else "daemon down"
+            click.echo(f"stack {st['name']}: {st['mode']} mode, {versions}, {state}")
 
     emit(data, human)
 
 
 @lab.command("down")
-@_handle_errors
 def down() -> None:
-    """Remove every guest and stop the lab's daemons (the build cache stays)."""
+    """Remove every guest of every stack, stop the lab's daemons, unmount what the
+    stacks mounted (the build cache stays)."""
     lab_ = _lab()
     lab_.down()
     emit(
@@ -157,7 +159,6 @@ def down() -> None:
 
 @lab.command("destroy")
 @click.argument("names", nargs=-1, required=True)
-@_handle_errors
 def destroy(names: tuple[str, ...]) -> None:
     """Remove the named guests completely."""
     lab_ = _lab()
@@ -167,28 +168,30 @@ def destroy(names: tuple[str, ...]) -> None:
 
 
 @lab.command("env")
-@_handle_errors
-def env() -> None:
-    """Shell exports targeting the lab: eval "$(virt-qga lab env)"."""
-    lab_ = _lab()
+@click.option("--stack", type=click.Choice(STACK_NAMES), default=HOST, show_default=True,
+              help="Which stack's libvirt the exports point at.")
+def env(stack: str) -> None:
+    """Shell exports targeting the lab: eval "$(virt-qga lab env [--stack S])"."""
+    lab_ = _lab(stack)
     text = lab_.env()
-    emit({"env": text, "uri": lab_.uri}, lambda d: click.echo(d["env"], nl=False))
+    emit({"env": text, "uri": lab_.uri, "stack": stack}, lambda d: click.echo(d["env"], nl=False))
 
 
 @lab.command("build")
 @click.option("--agent", type=click.Choice(["7.2", "10.0", "all"]), default="all", show_default=True)
+@click.option("--stack", type=click.Choice([*STACK_NAMES, "all"]), default=HOST, show_default=True,
+              help="Also build a root stack's root (debian13, or all).")
 @click.option("--refresh", is_flag=True, help="Fetch fresh apt lists first (picks up new package versions).")
-@_handle_errors
-def build_cmd(agent: str, refresh: bool) -> None:
-    """Build (or check the cache of) the guest kernel, initramfs and data disk."""
+def build_cmd(agent: str, stack: str, refresh: bool) -> None:
+    """Build (or check the cache of) the guest kernel, initramfs, data disk and stack roots."""
     lab_ = _lab()
     agents = ["7.2", "10.0"] if agent == "all" else [agent]
+    stacks = [s for s in STACK_NAMES if s != HOST] if stack == "all" else [s for s in [stack] if s != HOST]
     start = time.monotonic()
-    out = [
-        vars(lab_.build(agent=a, refresh=refresh and i == 0, log=not get_ctx().json))
-        for i, a in enumerate(agents)
-    ]
-    data = {"seconds": round(time.monotonic() - start, 2), "images": out}
+    log = not get_ctx().json
+    out = [vars(lab_.build(agent=a, refresh=refresh and i == 0, log=log)) for i, a in enumerate(agents)]
+    roots = [vars(lab_.build_stack(s, log=log)) for s in stacks]
+    data = {"seconds": round(time.monotonic() - start, 2), "images": out, "roots": roots}
 
     def human(d: dict[str, Any]) -> None:
         for m in d["images"]:
@@ -196,6 +199,9 @@ def build_cmd(agent: str, refresh: bool) -> None:
                 f"qemu-ga {m['agent_version']}: {m['initrd']} "
                 f"(kernel {m['kernel_version']}, fsprobe {m['fsprobe']})"
             )
+        for r in d["roots"]:
+            click.echo(f"stack {r['stack']}: {r['path']} (libvirt {r['versions']['libvirt']}, "
+                       f"QEMU {r['versions']['qemu']})")
 
     emit(data, human)
 

@@ -1,13 +1,13 @@
 """A private apt setup: downloads .debs without touching the host's apt configuration.
 
-The lab needs packages from the host's Debian release (kernel, qemu-ga 7.2) and from its
-``-backports`` suite (qemu-ga 10.0). Rather than adding a suite to ``/etc/apt``, it writes
-its own ``sources.list`` (the same Debian mirror URIs the host already uses, plus the
-backports suite on the URI the host uses for the release itself) and points apt at a
-private state and cache directory. The host's dpkg status is still read, so apt knows
-what is installed, but nothing on the host is installed or changed.
+The lab's guest artefacts come from fixed Debian releases, whatever the host runs: the
+guest kernel and qemu-ga 7.2 from Debian 12 (bookworm), qemu-ga 10.0 from Debian 13
+(trixie); see the pins in :mod:`virt_qga.lab.build`. Rather than adding suites to
+``/etc/apt``, the lab writes its own ``sources.list`` for exactly those releases (their
+``-updates`` and ``-security`` suites included) on the Debian mirror URIs the host
+already uses, and points apt at a private state and cache directory. The host's dpkg
+status is still read, but nothing on the host is installed or changed.
 """
-
 from __future__ import annotations
 
 import os
@@ -35,20 +35,31 @@ class Source:
         return f"deb {opts}{self.uri} {self.suite} {' '.join(self.components)}"
 
 
+#: Debian releases the lab knows, oldest first, and the hosts it runs on.
+DEBIAN_RELEASES: dict[str, str] = {"bookworm": "12", "trixie": "13"}
+SUPPORTED_HOSTS = ("bookworm", "trixie")
+
+#: Suites the lab's private apt lists (the guests' releases; see build.GUEST_SUITES).
+LAB_SUITES = ("bookworm", "trixie")
+
+
 def host_codename() -> str:
-    """The Debian codename of the host (``bookworm``), or a LabError when not Debian-like."""
+    """The Debian codename of the host, or a one-line LabError when the lab cannot run here."""
     if shutil.which("apt-get") is None or shutil.which("dpkg") is None:
-        raise LabError("the lab needs a Debian-like host with apt-get and dpkg; none found")
+        raise LabError("the lab needs a Debian 12 or 13 host with apt-get and dpkg; none found")
     try:
         text = Path("/etc/os-release").read_text()
     except OSError as exc:
-        raise LabError("cannot read /etc/os-release: the lab needs a Debian host") from exc
+        raise LabError("cannot read /etc/os-release: the lab needs a Debian 12 or 13 host") from exc
     fields = dict(
         line.split("=", 1) for line in text.splitlines() if "=" in line and not line.startswith("#")
     )
     codename = fields.get("VERSION_CODENAME", "").strip('"')
-    if not codename:
-        raise LabError("/etc/os-release has no VERSION_CODENAME: the lab needs Debian 12 (bookworm)")
+    if codename not in SUPPORTED_HOSTS:
+        name = fields.get("PRETTY_NAME", "").strip('"') or "an unknown system"
+        raise LabError(
+            f"the lab runs on Debian 12 (bookworm) or 13 (trixie); this host is {name}"
+        )
     return codename
 
 
@@ -118,18 +129,40 @@ def host_sources() -> list[Source]:
     return found
 
 
-def lab_sources(codename: str) -> list[Source]:
-    """The host's Debian entries for ``codename*`` plus ``codename-backports``."""
-    mine = [s for s in host_sources() if s.suite == codename or s.suite.startswith(codename + "-")]
-    base = [s for s in mine if s.suite == codename]
-    if not base:
+def _base_suite(suite: str) -> str:
+    return suite.split("-", 1)[0]
+
+
+def debian_mirrors(sources: list[Source] | None = None) -> tuple[str, str | None]:
+    """(archive URI, security URI or None) of the Debian mirror the host uses.
+
+    The archive URI is the first enabled entry for a Debian release that is not a
+    ``-security`` suite; the security URI the first ``-security`` entry.
+    """
+    found = host_sources() if sources is None else sources
+    debian = [s for s in found if _base_suite(s.suite) in (*DEBIAN_RELEASES, "sid", "forky")]
+    archive = next((s.uri for s in debian if not s.suite.endswith("-security")), None)
+    security = next((s.uri for s in debian if s.suite.endswith("-security")), None)
+    if archive is None:
         raise LabError(
-            f"no apt source for Debian '{codename}' in /etc/apt; the lab downloads its guest packages from it"
+            "no Debian mirror in /etc/apt (the lab downloads its guest packages and the "
+            "debian13 root from the mirror the host uses)"
         )
-    if not any(s.suite == f"{codename}-backports" for s in mine):
-        b = base[0]
-        mine.append(Source(b.uri, f"{codename}-backports", ("main",), b.signed_by or _keyring()))
-    return [Source(s.uri, s.suite, ("main",), s.signed_by or _keyring()) for s in mine]
+    return archive, security
+
+
+def lab_sources(sources: list[Source] | None = None, suites: tuple[str, ...] = LAB_SUITES) -> list[Source]:
+    """``<suite>``, ``<suite>-updates`` and ``<suite>-security`` of every lab suite, on the
+    host's mirrors."""
+    archive, security = debian_mirrors(sources)
+    signed_by = _keyring()
+    out: list[Source] = []
+    for suite in suites:
+        out.append(Source(archive, suite, ("main",), signed_by))
+        out.append(Source(archive, f"{suite}-updates", ("main",), signed_by))
+        if security is not None:
+            out.append(Source(security, f"{suite}-security", ("main",), signed_by))
+    return out
 
 
 def _keyring() -> str | None:
@@ -142,7 +175,7 @@ class PrivateApt:
     def __init__(self, paths: LabPaths) -> None:
         self.dir = paths.apt
         self.debs = paths.debs
-        self.codename = host_codename()
+        self.codename = host_codename()  # refuses hosts the lab does not run on
 
     @property
     def sources_file(self) -> Path:
@@ -155,6 +188,10 @@ class PrivateApt:
             "Dir::State": str(self.dir / "state"),
             "Dir::Cache": str(self.dir / "cache"),
             "Dir::State::status": "/var/lib/dpkg/status",
+            # Some hosts (container images) switch apt's binary caches off; without them
+            # every apt-cache call re-parses all lists (2-4 s instead of 30 ms).
+            "Dir::Cache::pkgcache": "pkgcache.bin",
+            "Dir::Cache::srcpkgcache": "srcpkgcache.bin",
             "APT::Get::List-Cleanup": "0",
         }
         if os.geteuid() == 0:
@@ -166,7 +203,7 @@ class PrivateApt:
 
     def ensure_lists(self, refresh: bool = False) -> None:
         """Write sources.list and fetch the package lists (only when missing or asked)."""
-        sources = "\n".join(s.line() for s in lab_sources(self.codename)) + "\n"
+        sources = "\n".join(s.line() for s in lab_sources()) + "\n"
         lists = self.dir / "state" / "lists"
         stale = not self.sources_file.exists() or self.sources_file.read_text() != sources
         if not refresh and not stale and any(lists.glob("*_Packages*")):
@@ -177,15 +214,22 @@ class PrivateApt:
         run(["apt-get", *self.options(), "-q", "update"], timeout=300)
 
     def versions(self, package: str) -> list[tuple[str, str]]:
-        """(version, suite) pairs apt knows for ``package``."""
-        out = run(["apt-cache", *self.options(), "madison", package], timeout=60, check=False)
-        pairs: list[tuple[str, str]] = []
-        for line in out.stdout.decode().splitlines():
+        """(version, suite) pairs apt knows for ``package``, newest first."""
+        return self.versions_of([package]).get(package, [])
+
+    def versions_of(self, packages: list[str]) -> dict[str, list[tuple[str, str]]]:
+        """(version, suite) pairs, newest first, for several packages in one apt-cache call."""
+        out: dict[str, list[tuple[str, str]]] = {p: [] for p in packages}
+        if not packages:
+            return out
+        res = run(["apt-cache", *self.options(), "madison", *packages], timeout=120, check=False)
+        for line in res.stdout.decode().splitlines():
             cols = [c.strip() for c in line.split("|")]
-            if len(cols) >= 3 and cols[0] == package:
-                suite = cols[2].split()[-3].split("/")[0] if len(cols[2].split()) >= 3 else ""
-                pairs.append((cols[1], suite))
-        return pairs
+            if len(cols) >= 3 and cols[0] in out:
+                words = cols[2].split()
+                suite = words[-3].split("/")[0] if len(words) >= 3 else ""
+                out[cols[0]].append((cols[1], suite))
+        return out
 
     def version_in(self, package: str, suite: str) -> str:
         for version, s in self.versions(package):
@@ -196,27 +240,71 @@ class PrivateApt:
             f"try `virt-qga lab build --refresh`"
         )
 
+    def newest_in_release(self, packages: list[str], release: str, strict: bool = True) -> dict[str, str]:
+        """The newest version of each package in a Debian release: ``release`` itself and its
+        ``-updates`` and ``-security`` suites (never ``-backports``). With ``strict``, a
+        package the release lacks is an error; else it is left out (virtual packages)."""
+        family = {release, f"{release}-updates", f"{release}-security"}
+        found: dict[str, str] = {}
+        for package, pairs in self.versions_of(packages).items():
+            for version, suite in pairs:  # madison lists the newest first
+                if suite in family:
+                    found[package] = version
+                    break
+        missing = [p for p in packages if p not in found]
+        if missing and strict:
+            raise LabError(
+                f"not found in Debian {release} (lab apt lists in {self.dir}): {', '.join(missing)}; "
+                "try `virt-qga lab build --refresh`"
+            )
+        return found
+
+    def show(self, pairs: dict[str, str]) -> dict[str, dict[str, str]]:
+        """The control fields (``Depends``, ``Section``, ...) of ``package=version`` pairs."""
+        if not pairs:
+            return {}
+        res = run(["apt-cache", *self.options(), "show", *(f"{p}={v}" for p, v in pairs.items())],
+                  timeout=120)
+        out: dict[str, dict[str, str]] = {}
+        for stanza in re.split(r"\n\s*\n", res.stdout.decode()):
+            fields: dict[str, str] = {}
+            key = ""
+            for line in stanza.splitlines():
+                if line[:1].isspace() and key:
+                    fields[key] += " " + line.strip()
+                elif ":" in line:
+                    key, value = line.split(":", 1)
+                    fields[key] = value.strip()
+            name = fields.get("Package")
+            if name in pairs and fields.get("Version") == pairs[name] and name not in out:
+                out[name] = fields
+        return out
+
     def depends(self, package: str, version: str) -> str:
-        out = run(["apt-cache", *self.options(), "show", f"{package}={version}"], timeout=60)
-        for line in out.stdout.decode().splitlines():
-            if line.startswith("Depends:"):
-                return line.split(":", 1)[1].strip()
-        return ""
+        return self.show({package: version}).get(package, {}).get("Depends", "")
 
     def download(self, package: str, version: str) -> Path:
         """The .deb of ``package=version`` in the lab's debs dir (downloaded once)."""
+        return self.download_many({package: version})[package]
+
+    def download_many(self, pairs: dict[str, str]) -> dict[str, Path]:
+        """The .debs of ``package=version`` pairs; the missing ones in one apt-get call."""
         self.debs.mkdir(parents=True, exist_ok=True)
-        pattern = f"{package}_{version.replace(':', '%3a')}_*.deb"
-        found = sorted(self.debs.glob(pattern))
-        if found:
-            return found[0]
-        run(
-            ["apt-get", *self.options(), "-q", "download", f"{package}={version}"], cwd=self.debs, timeout=600
-        )
-        found = sorted(self.debs.glob(pattern))
-        if not found:
-            raise LabError(f"apt-get download {package}={version} produced no file in {self.debs}")
-        return found[0]
+
+        def cached(package: str, version: str) -> Path | None:
+            found = sorted(self.debs.glob(f"{package}_{version.replace(':', '%3a')}_*.deb"))
+            return found[0] if found else None
+
+        todo = [f"{p}={v}" for p, v in pairs.items() if cached(p, v) is None]
+        if todo:
+            run(["apt-get", *self.options(), "-q", "download", *todo], cwd=self.debs, timeout=900)
+        out: dict[str, Path] = {}
+        for p, v in pairs.items():
+            deb = cached(p, v)
+            if deb is None:
+                raise LabError(f"apt-get download {p}={v} produced no file in {self.debs}")
+            out[p] = deb
+        return out
 
 
 def require_tools(tools: dict[str, str]) -> None:

@@ -1,13 +1,16 @@
 """Build the lab guest: Debian cloud kernel, an initramfs per agent version, a data disk.
 
 Everything is cached under ``<lab>/images``. An initramfs is named after a key hashing
-all of its inputs (package versions, host library versions, the guest scripts and this
-module's source), so it is rebuilt exactly when one of them changes.
+all of its inputs (package versions, the guest scripts and this module's source), so it
+is rebuilt exactly when one of them changes.
 
-The guest userland is busybox-static plus the ``qemu-ga`` binary of the chosen agent
-version with the shared libraries ``ldd`` lists. Libraries the host does not have in a
-recent enough version are downloaded (private apt, see :mod:`virt_qga.lab.apt`) and
-unpacked into the image; nothing is installed on the host.
+The guest artefacts are pinned to Debian releases, not to the host's: the kernel is
+Debian 12's cloud kernel (the 6.1 LTS series), and each agent version brings the
+userland of its own release (see :data:`AGENTS`): its ``qemu-ga``, busybox-static,
+``base-files`` (``/etc/os-release``) and the libraries ``qemu-ga`` needs, all
+downloaded with the lab's private apt (:mod:`virt_qga.lab.apt`) and resolved inside
+the unpacked packages (:mod:`virt_qga.lab.userland`). Nothing is installed on the host
+and nothing of the host's userland ends up in a guest.
 """
 
 from __future__ import annotations
@@ -25,14 +28,29 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from virt_qga.lab.apt import PrivateApt, require_tools
-from virt_qga.lab.errors import SETUP_HINT, LabError
+from virt_qga.lab.errors import LabError
 from virt_qga.lab.paths import LabPaths
 from virt_qga.lab.proc import run
+from virt_qga.lab.userland import closure, stage_binary
 
 HERE = Path(__file__).resolve().parent
 
-#: agent version -> apt suite suffix ("" = the host's release, "-backports")
-AGENTS: dict[str, str] = {"7.2": "", "10.0": "-backports"}
+# ---------------------------------------------------------------- pins (one place)
+
+#: agent version -> the Debian release its guest userland (qemu-ga, busybox, libraries,
+#: /etc/os-release) comes from: a "Debian 12 guest" and a "Debian 13 guest".
+AGENTS: dict[str, str] = {"7.2": "bookworm", "10.0": "trixie"}
+
+#: The guest kernel: this release's ``linux-image-cloud-amd64`` within this upstream
+#: series, whatever the host runs. The exact package (``linux-image-6.1.0-N-cloud-amd64``)
+#: is resolved from the lab's apt lists and recorded in the manifest; it only moves with
+#: ``virt-qga lab build --refresh`` (an exact version pin would break every cold build
+#: once Debian's mirror rotates that kernel out, every few weeks).
+KERNEL_RELEASE = "bookworm"
+KERNEL_SERIES = "6.1"
+
+#: Packages every guest userland starts from (qemu-guest-agent is added per agent).
+USERLAND_ROOTS = ("busybox-static", "base-files", "libc6")
 
 #: insmod order; each needs the ones before it (see LAB-NOTES).
 MODULES = [
@@ -51,10 +69,8 @@ DATA_DISK_MIB = 64
 
 BUILD_TOOLS = {
     "dpkg-deb": "dpkg",
-    "ldd": "libc-bin",
     "qemu-img": "qemu-utils",
     "mkfs.ext4": "e2fsprogs",
-    "busybox": "busybox-static",
 }
 
 PASSWD = "root:x:0:0:root:/root:/bin/sh\ntester:x:1000:1000:tester:/home/tester:/bin/sh\n"
@@ -112,24 +128,23 @@ def build(paths: LabPaths, agent: str = "7.2", refresh: bool = False, log: bool 
             return cached
 
     kernel_pkg, kernel_ver = _kernel_package(apt)
-    suite = apt.codename + AGENTS[agent]
-    agent_ver = apt.version_in("qemu-guest-agent", suite)
+    release = AGENTS[agent]
+    agent_ver = apt.newest_in_release(["qemu-guest-agent"], release)["qemu-guest-agent"]
     upstream = agent_ver.split(":", 1)[-1]
     if not upstream.startswith(agent + ".") and not upstream.startswith(agent + "+"):
-        raise LabError(f"{suite} has qemu-guest-agent {agent_ver}, not {agent}")
+        raise LabError(f"Debian {release} has qemu-guest-agent {agent_ver}, not {agent}")
 
     kdir = _kernel(paths, apt, kernel_pkg, kernel_ver)
-    agent_deb = apt.download("qemu-guest-agent", agent_ver)
-    extra_debs = _missing_libraries(apt, agent_ver)
+    roots = {"qemu-guest-agent": agent_ver, **apt.newest_in_release(list(USERLAND_ROOTS), release)}
+    userland = closure(apt, release, roots)
+    debs = apt.download_many(userland)
     fsprobe_bin, fsprobe_kind = _fsprobe(paths)
     data_base = _data_disk(paths)
 
     inputs = {
         "kernel": f"{kernel_pkg}={kernel_ver}",
         "agent": agent_ver,
-        "extra": sorted(p.name for p in extra_debs),
-        "host_libs": _host_versions(apt.depends("qemu-guest-agent", agent_ver)),
-        "busybox": _dpkg_version("busybox-static"),
+        "userland": sorted(f"{p}={v}" for p, v in userland.items()),
         "fsprobe": fsprobe_kind + ":" + _sha(fsprobe_bin),
         "code": [
             _sha(HERE / f)
@@ -148,7 +163,7 @@ def build(paths: LabPaths, agent: str = "7.2", refresh: bool = False, log: bool 
     if not initrd.exists():
         if log:
             print(f"virt-qga lab: building initramfs for qemu-ga {agent_ver}", file=sys.stderr, flush=True)
-        _initramfs(paths, initrd, kdir, agent_deb, extra_debs, fsprobe_bin)
+        _initramfs(paths, initrd, kdir, list(debs.values()), fsprobe_bin)
         for old in paths.images.glob(f"initramfs-{agent}-*.img"):
             if old != initrd:
                 old.unlink(missing_ok=True)
@@ -203,22 +218,22 @@ def _make_world_readable(root: Path) -> None:
 
 
 def _kernel_package(apt: PrivateApt) -> tuple[str, str]:
-    """The versioned cloud kernel package the metapackage points at, e.g. linux-image-6.1.0-56-cloud-amd64."""
-    meta_ver = ""
-    for version, suite in apt.versions("linux-image-cloud-amd64"):
-        if suite.endswith("-backports"):
-            continue
-        if not meta_ver or _dpkg_compare(version, "gt", meta_ver):
-            meta_ver = version
-    if not meta_ver:
-        raise LabError("linux-image-cloud-amd64 not found in the lab's apt lists")
+    """The versioned cloud kernel of the pinned release and series, e.g.
+    ``("linux-image-6.1.0-57-cloud-amd64", "6.1.192-3")``."""
+    meta_ver = apt.newest_in_release(["linux-image-cloud-amd64"], KERNEL_RELEASE)["linux-image-cloud-amd64"]
     m = re.search(
         r"(linux-image-[0-9][^ ,]*-cloud-amd64)\s*\(=\s*([^)]+)\)",
         apt.depends("linux-image-cloud-amd64", meta_ver),
     )
     if not m:
         raise LabError(f"cannot tell which kernel linux-image-cloud-amd64 {meta_ver} depends on")
-    return m.group(1), m.group(2).strip()
+    package, version = m.group(1), m.group(2).strip()
+    if not package.startswith(f"linux-image-{KERNEL_SERIES}."):
+        raise LabError(
+            f"Debian {KERNEL_RELEASE}'s cloud kernel is now {package}, outside the pinned "
+            f"{KERNEL_SERIES} series (KERNEL_SERIES in virt_qga/lab/build.py)"
+        )
+    return package, version
 
 
 def _kernel(paths: LabPaths, apt: PrivateApt, package: str, version: str) -> Path:
@@ -256,54 +271,6 @@ def _kernel(paths: LabPaths, apt: PrivateApt, package: str, version: str) -> Pat
 def _chmod_tree(path: Path) -> None:
     for p in [path, *path.rglob("*")]:
         p.chmod(0o755 if p.is_dir() else 0o644)
-
-
-def _dpkg_version(package: str) -> str:
-    out = run(["dpkg-query", "-W", "-f=${Version}", package], timeout=30, check=False)
-    return out.stdout.decode().strip() if out.returncode == 0 else ""
-
-
-def _dpkg_compare(a: str, op: str, b: str) -> bool:
-    return run(["dpkg", "--compare-versions", a, op, b], timeout=30, check=False).returncode == 0
-
-
-_DPKG_OPS = {">=": "ge", "<=": "le", ">>": "gt", "<<": "lt", "=": "eq"}
-
-
-def _parse_depends(depends: str) -> list[tuple[str, str | None, str | None]]:
-    """``libc6 (>= 2.34), a | b`` -> [(name, op, version)], first alternative of each."""
-    out: list[tuple[str, str | None, str | None]] = []
-    for item in depends.split(","):
-        first = item.split("|")[0].strip()
-        m = re.match(r"([a-z0-9][a-z0-9+.-]*)(?::\w+)?\s*(?:\(\s*([<>=]+)\s*([^)]+)\))?", first)
-        if m:
-            out.append((m.group(1), m.group(2), m.group(3).strip() if m.group(3) else None))
-    return out
-
-
-def _host_versions(depends: str) -> dict[str, str]:
-    return {name: _dpkg_version(name) for name, _, _ in _parse_depends(depends)}
-
-
-def _missing_libraries(apt: PrivateApt, agent_ver: str) -> list[Path]:
-    """.debs of the agent's dependencies the host lacks or has too old (usually none)."""
-    debs: list[Path] = []
-    for name, op, version in _parse_depends(apt.depends("qemu-guest-agent", agent_ver)):
-        have = _dpkg_version(name)
-        if have and (op is None or version is None or _dpkg_compare(have, _DPKG_OPS[op], version)):
-            continue
-        choices = [v for v, _ in apt.versions(name)]
-        ok = [v for v in choices if op is None or version is None or _dpkg_compare(v, _DPKG_OPS[op], version)]
-        if not ok:
-            raise LabError(
-                f"qemu-guest-agent {agent_ver} needs {name} {op} {version}; not found in the lab's apt lists"
-            )
-        best = ok[0]
-        for v in ok[1:]:
-            if _dpkg_compare(v, "gt", best):
-                best = v
-        debs.append(apt.download(name, best))
-    return debs
 
 
 def _fsprobe(paths: LabPaths) -> tuple[Path, str]:
@@ -353,14 +320,13 @@ def _sha(path: Path) -> str:
 # ---------------------------------------------------------------- initramfs
 
 
-def _initramfs(
-    paths: LabPaths, out: Path, kdir: Path, agent_deb: Path, extra_debs: list[Path], fsprobe: Path
-) -> None:
+def _initramfs(paths: LabPaths, out: Path, kdir: Path, debs: list[Path], fsprobe: Path) -> None:
+    """Stage the guest's root from the unpacked ``debs`` (its release's userland) and pack it."""
     with tempfile.TemporaryDirectory(dir=paths.images) as tmp:
         unpack = Path(tmp) / "unpack"
         root = Path(tmp) / "root"
         unpack.mkdir()
-        for deb in [agent_deb, *extra_debs]:
+        for deb in debs:
             run(["dpkg-deb", "-x", deb, unpack], timeout=120)
         for d in (
             "bin",
@@ -385,15 +351,18 @@ def _initramfs(
             (root / d).mkdir(parents=True, exist_ok=True)
         (root / "var/run").symlink_to("../run")
 
-        _busybox(root)
+        _busybox(unpack, root)
         for ko in (kdir / "modules").iterdir():
             shutil.copy(ko, root / "lib/modules/lab" / ko.name)
 
         qga = unpack / "usr/sbin/qemu-ga"
         if not qga.exists():
-            raise LabError(f"{agent_deb.name} has no usr/sbin/qemu-ga")
+            raise LabError("the qemu-guest-agent package has no usr/sbin/qemu-ga")
         shutil.copy(qga, root / "usr/sbin/qemu-ga")
-        _libraries(qga, unpack, root)
+        stage_binary(qga, unpack, root)
+        # usrmerge layout inside the guest: /lib -> usr/lib (so both spellings resolve)
+        if not (root / "lib/x86_64-linux-gnu").exists():
+            (root / "lib/x86_64-linux-gnu").symlink_to("../usr/lib/x86_64-linux-gnu")
 
         _write(root / "init", (HERE / "guest-init.sh").read_text(), 0o755)
         _write(root / "sbin/run-qga", (HERE / "guest-run-qga.sh").read_text(), 0o755)
@@ -402,13 +371,7 @@ def _initramfs(
         _write(root / "etc/inittab", (HERE / "guest-inittab.tmpl").read_text(), 0o644)
         shutil.copy(fsprobe, root / "bin/fsprobe")
         (root / "bin/fsprobe").chmod(0o755)
-        _write(
-            root / "etc/os-release",
-            Path("/etc/os-release").read_text()
-            if Path("/etc/os-release").exists()
-            else 'ID=debian\nNAME="Debian GNU/Linux"\n',
-            0o644,
-        )
+        _write(root / "etc/os-release", _os_release(unpack), 0o644)
         _write(root / "etc/passwd", PASSWD, 0o644)
         _write(root / "etc/shadow", SHADOW, 0o640)
         _write(root / "etc/group", GROUP, 0o644)
@@ -430,14 +393,17 @@ def _write(path: Path, text: str, mode: int) -> None:
     path.chmod(mode)
 
 
-def _busybox(root: Path) -> None:
-    """busybox at /bin/busybox and every applet linked in bin, sbin, usr/bin, usr/sbin.
+def _busybox(unpack: Path, root: Path) -> None:
+    """The release's static busybox at /bin/busybox and every applet linked in bin, sbin,
+    usr/bin, usr/sbin.
 
     ``busybox --list`` also names ``busybox`` itself: linking that would replace the
     binary with a link to itself (ELOOP, "error -40" at boot), so it is skipped.
     """
-    bb = shutil.which("busybox") or "/bin/busybox"
-    out = run([bb, "--list"], timeout=30).stdout.decode().split()
+    bb = next((p for p in (unpack / "bin/busybox", unpack / "usr/bin/busybox") if p.is_file()), None)
+    if bb is None:
+        raise LabError("the busybox-static package has no bin/busybox")
+    out = run([bb, "--list"], timeout=30).stdout.decode().split()  # static: runs on any host
     shutil.copy(bb, root / "bin/busybox")
     (root / "bin/busybox").chmod(0o755)
     for applet in out:
@@ -449,39 +415,13 @@ def _busybox(root: Path) -> None:
                 link.symlink_to("/bin/busybox")
 
 
-_LDD_LINE = re.compile(r"^\s*(?:(\S+)\s+=>\s+)?(/\S+)\s+\(0x[0-9a-f]+\)")
-
-
-def _libraries(binary: Path, unpack: Path, root: Path) -> None:
-    """Copy what ``ldd`` resolves for ``binary`` (unpacked libraries first) into root."""
-    lib_dirs = [str(p) for p in sorted(unpack.glob("**/lib/x86_64-linux-gnu")) if p.is_dir()]
-    env = dict(os.environ)
-    if lib_dirs:
-        env["LD_LIBRARY_PATH"] = ":".join(lib_dirs)
-    out = run(["ldd", binary], timeout=30, env=env).stdout.decode()
-    if "not found" in out:
-        missing = [ln.split()[0] for ln in out.splitlines() if "not found" in ln]
-        raise LabError(
-            f"qemu-ga needs libraries found neither on the host nor in the downloads: "
-            f"{', '.join(missing)}; {SETUP_HINT}"
-        )
-    for line in out.splitlines():
-        m = _LDD_LINE.match(line)
-        if not m:
-            continue
-        src = Path(m.group(2))
-        if str(src).startswith(str(unpack)):
-            dest = root / "usr/lib/x86_64-linux-gnu" / (m.group(1) or src.name)
-        else:
-            dest = root / str(src).lstrip("/")
-            if str(src).startswith(("/lib/", "/lib64/")) and not src.is_relative_to("/lib64"):
-                dest = root / "usr" / str(src).lstrip("/")  # usrmerge: /lib -> usr/lib
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(src.resolve(), dest)
-        dest.chmod(0o755)
-    # usrmerge layout inside the guest: /lib -> usr/lib (so both spellings resolve)
-    if not (root / "lib/x86_64-linux-gnu").exists():
-        (root / "lib/x86_64-linux-gnu").symlink_to("../usr/lib/x86_64-linux-gnu")
+def _os_release(unpack: Path) -> str:
+    """The guest release's own os-release (from its base-files), not the host's."""
+    for rel in ("usr/lib/os-release", "etc/os-release"):
+        p = unpack / rel
+        if p.is_file() and not p.is_symlink():
+            return p.read_text()
+    raise LabError("the base-files package has no os-release")
 
 
 def _smoke_test(root: Path) -> None:

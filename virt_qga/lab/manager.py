@@ -1,8 +1,15 @@
 """The :class:`Lab`: build, boot, inspect and tear down disposable qemu-ga guests.
 
 Each guest has a directory ``<lab>/guests/<name>/`` holding ``meta.json`` (what the lab
-knows about it), its data disk overlay, console log and sockets. The directory is the
-lab's record; the live truth (is it running?) always comes from libvirt or ``/proc``.
+knows about it: its kind, agent and *stack*), its data disk overlay, console log and
+sockets. The directory is the lab's record; the live truth (is it running?) always
+comes from libvirt or ``/proc``.
+
+libvirt guests run on one of the lab's host stacks (:mod:`virt_qga.lab.stacks`): the
+host's session-mode libvirtd (``host``) or a root stack's system-mode libvirtd
+(``debian13``). A :class:`Lab` has a default stack (``Lab(stack=...)``) for ``up``,
+``uri`` and ``session``; ``status``, ``down`` and ``destroy`` cover every stack.
+Plain QEMU guests have no libvirt and always use the host's QEMU.
 """
 
 from __future__ import annotations
@@ -25,10 +32,15 @@ from virt_qga.lab.agentping import socket_command
 from virt_qga.lab.build import Manifest, build, check_agent
 from virt_qga.lab.domain import DomainSpec, agent_from_xml, domain_xml
 from virt_qga.lab.errors import SETUP_HINT, LabError
+from virt_qga.lab.mountns import host_mounts_under
 from virt_qga.lab.paths import LabPaths, default_root
 from virt_qga.lab.plain import PlainSpec, qemu_argv
 from virt_qga.lab.proc import pid_alive, pid_cmdline, run
+from virt_qga.lab.rootfs import RootManifest, build_root
+from virt_qga.lab.rootfs import preflight as root_preflight
 from virt_qga.lab.session import LabSession, terminate, which
+from virt_qga.lab.stacks import HOST, STACK_NAMES, StackDaemon, check_stack
+from virt_qga.lab.sysdaemon import SystemStack
 
 KINDS = ("libvirt", "plain")
 
@@ -47,6 +59,7 @@ class LabGuest:
     data_disk: Path
     pid: int | None  # QEMU pid when known
     agent_channel: bool = True
+    stack: str = HOST  # host stack of a libvirt guest ("host" for plain guests)
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -78,6 +91,7 @@ class GuestStatus:
     socket: str | None
     qmp: str | None
     console_log: str
+    stack: str = HOST
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -112,15 +126,21 @@ def _quiet_libvirt() -> None:
 
 
 class Lab:
-    """Disposable libvirt and plain-QEMU guests running the real qemu-ga."""
+    """Disposable libvirt and plain-QEMU guests running the real qemu-ga.
 
-    def __init__(self, root: Path | None = None) -> None:
+    ``stack`` is the default host stack of libvirt guests (``up``, ``uri``, ``session``).
+    """
+
+    def __init__(self, root: Path | None = None, stack: str = HOST) -> None:
+        check_stack(stack)
         self.paths = LabPaths(Path(root) if root is not None else default_root())
-        self.session = LabSession(self.paths)
+        self.stack = stack
+        self.host = LabSession(self.paths)  # the lab user; plain guests run as it
+        self._daemons: dict[str, StackDaemon] = {HOST: self.host}
         self._rlock = threading.RLock()
         self._depth = 0
         self._lock_fd: int | None = None
-        self._conn: Any = None
+        self._conns: dict[str, Any] = {}
 
     # ------------------------------------------------------------ basics
 
@@ -128,10 +148,27 @@ class Lab:
     def root(self) -> Path:
         return self.paths.root
 
+    def daemon(self, stack: str | None = None) -> StackDaemon:
+        """The libvirt daemon of ``stack`` (default: this lab's stack)."""
+        name = stack or self.stack
+        if name not in self._daemons:
+            spec = check_stack(name)
+            assert spec is not None
+            self._daemons[name] = SystemStack(self.paths, spec)
+        return self._daemons[name]
+
+    @property
+    def session(self) -> StackDaemon:
+        """The daemon of this lab's stack (``restart_daemon``, ``daemon_pids``, ...)."""
+        return self.daemon()
+
     @property
     def uri(self) -> str:
-        """The libvirt URI (as root or as the invoking user) of the lab's session daemon."""
-        return self.session.uri
+        """The libvirt URI of this lab's stack (the session daemon for ``host``)."""
+        return self.daemon().uri
+
+    def uri_of(self, stack: str) -> str:
+        return self.daemon(stack).uri
 
     @contextmanager
     def _locked(self, timeout: float = 900.0) -> Iterator[None]:
@@ -162,14 +199,17 @@ class Lab:
                     os.close(self._lock_fd)
                     self._lock_fd = None
 
-    def preflight(self, plain: bool) -> None:
+    def preflight(self, plain: bool, stack: str | None = None) -> None:
         """One clear error naming what is missing, before anything is changed."""
+        spec = check_stack(stack or self.stack)
+        if spec is not None and not plain:
+            root_preflight(spec)
         missing = []
         if which("qemu-system-x86_64") is None:
             missing.append("qemu-system-x86_64 (qemu-system-x86)")
         if which("qemu-img") is None:
             missing.append("qemu-img (qemu-utils)")
-        if self.session.is_root and which("runuser") is None:
+        if self.host.is_root and which("runuser") is None:
             missing.append("runuser (util-linux)")
         if not plain:
             if which("libvirtd") is None:
@@ -187,9 +227,44 @@ class Lab:
         with self._locked():
             return build(self.paths, agent, refresh=refresh, log=log)
 
+    @_os_errors
+    def build_stack(self, stack: str | None = None, refresh: bool = False,
+                    log: bool = False) -> RootManifest | None:
+        """Cached build of a root stack's root (None for the host stack, nothing to build)."""
+        spec = check_stack(stack or self.stack)
+        if spec is None:
+            return None
+        with self._locked():
+            return build_root(self.paths, spec, refresh=refresh, log=log)
+
+    def stack_info(self, stack: str | None = None) -> dict[str, Any]:
+        """What a stack is and whether its daemon runs: name, mode, uri, daemon, and the
+        libvirt and QEMU versions (asked from the daemon when it runs)."""
+        name = stack or self.stack
+        d = self.daemon(name)
+        info: dict[str, Any] = {"name": name, "mode": d.mode, "uri": d.uri, "daemon": d.daemon_alive(),
+                                "libvirt": None, "qemu": None}
+        if isinstance(d, SystemStack):
+            m = d.manifest()
+            info["root"] = m.path if m is not None else None
+            if m is not None:
+                info["libvirt"], info["qemu"] = m.versions["libvirt"], m.versions["qemu"]
+        else:  # the host's packages, until the daemon can say
+            info["libvirt"], info["qemu"] = _dpkg_version("libvirt-daemon"), _dpkg_version("qemu-system-x86")
+        if info["daemon"]:
+            import libvirt
+
+            try:
+                conn = self._connect(name, timeout=5.0)
+                info["libvirt"] = _version(conn.getLibVersion())
+                info["qemu"] = _version(conn.getVersion())
+            except (LabError, libvirt.libvirtError):
+                pass
+        return info
+
     # ------------------------------------------------------------ libvirt connection
 
-    def _connect(self, timeout: float = 20.0) -> Any:
+    def _connect(self, stack: str | None = None, timeout: float = 20.0) -> Any:
         """A working connection to the lab daemon, (re)starting the daemon if it went away.
 
         A freshly started libvirtd accepts on its socket before its drivers are ready
@@ -199,47 +274,54 @@ class Lab:
         import libvirt
 
         _quiet_libvirt()
-        if self.session.ensure_daemon():
-            self.close()
-        if self._conn is not None:
+        name = stack or self.stack
+        daemon = self.daemon(name)
+        if daemon.ensure_daemon():
+            self._close_one(name)
+        cached = self._conns.get(name)
+        if cached is not None:
             try:
-                self._conn.getLibVersion()
-                return self._conn
+                cached.getLibVersion()
+                return cached
             except libvirt.libvirtError:
-                self.close()
+                self._close_one(name)
         deadline = time.monotonic() + timeout
         while True:
             try:
-                conn = libvirt.open(self.uri)
+                conn = libvirt.open(daemon.uri)
                 conn.getLibVersion()
-                self._conn = conn
+                self._conns[name] = conn
                 return conn
             except libvirt.libvirtError as exc:
                 if time.monotonic() > deadline:
                     raise LabError(
-                        f"cannot connect to the lab libvirtd at {self.uri}: "
-                        f"{exc.get_error_message()}; see {self.paths.daemon_log}"
+                        f"cannot connect to the lab libvirtd at {daemon.uri}: "
+                        f"{exc.get_error_message()}; see {daemon.daemon_log}"
                     ) from exc
                 time.sleep(0.2)
-                self.session.ensure_daemon()
+                daemon.ensure_daemon()
 
-    def _lookup(self, name: str) -> Any | None:
+    def _lookup(self, name: str, stack: str | None = None) -> Any | None:
         import libvirt
 
         try:
-            return self._connect().lookupByName(name)
+            return self._connect(stack).lookupByName(name)
         except libvirt.libvirtError as exc:
             if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
                 return None
             raise LabError(f"{name}: {exc.get_error_message()}") from exc
 
-    def close(self) -> None:
-        if self._conn is not None:
+    def _close_one(self, stack: str) -> None:
+        conn = self._conns.pop(stack, None)
+        if conn is not None:
             try:
-                self._conn.close()
+                conn.close()
             except Exception:
                 pass
-            self._conn = None
+
+    def close(self) -> None:
+        for stack in list(self._conns):
+            self._close_one(stack)
 
     # ------------------------------------------------------------ records
 
@@ -274,7 +356,7 @@ class Lab:
         if g.kind == "plain":
             pidfile = self.paths.guest_dir(g.name) / "qemu.pid"
         else:
-            pidfile = self.paths.run / "libvirt" / "qemu" / "run" / f"{g.name}.pid"
+            pidfile = self.daemon(g.stack).qemu_pidfile(g.name)
         try:
             pid = int(pidfile.read_text().split()[0])
         except (OSError, ValueError, IndexError):
@@ -299,36 +381,45 @@ class Lab:
         kvm: bool = False,
         wait: bool = True,
         timeout: float = 60.0,
+        stack: str | None = None,
     ) -> list[LabGuest]:
         """Boot ``count`` guests (reusing running ones of the same names) and wait for their agents.
 
         Names: ``name`` when count is 1 and a name is given, else ``<prefix>-<i>``
         with the prefix ``name`` or ``lab-<agent>`` / ``lab-plain-<agent>``.
+        ``stack`` (default: this lab's) runs libvirt guests; plain guests have none.
         """
         check_agent(agent)
+        stack = stack_for(plain, stack) or self.stack
+        check_stack(stack)
         if count < 1:
             raise LabError("--count must be at least 1")
-        self.preflight(plain)
+        self.preflight(plain, stack)
         kind = "plain" if plain else "libvirt"
         with self._locked():
             manifest = build(self.paths, agent)
-            self.session.prepare_dirs()
+            build_root_for = check_stack(stack)
+            if build_root_for is not None:
+                build_root(self.paths, build_root_for)
+            self.host.prepare_dirs()
             if not plain:
-                self._connect()
-            names = self._names(count, agent, plain, name)
+                self.daemon(stack).prepare_dirs()
+                self._connect(stack)
+            names = self._names(count, agent, plain, name, stack)
             guests: list[LabGuest] = []
             to_start: list[str] = []
             for n in names:
                 existing = self._load(n)
                 if existing is not None and self._state(existing) == "running":
-                    if (existing.kind, existing.agent, existing.agent_channel) != (
+                    if (existing.kind, existing.agent, existing.agent_channel, existing.stack) != (
                         kind,
                         agent,
                         agent_channel,
+                        stack,
                     ):
                         raise LabError(
                             f"guest {n} already runs ({existing.kind}, agent {existing.agent}, "
-                            f"channel {'on' if existing.agent_channel else 'off'}); "
+                            f"channel {'on' if existing.agent_channel else 'off'}, stack {existing.stack}); "
                             "choose another --name or destroy it"
                         )
                     existing.pid = self._pid(existing)
@@ -336,37 +427,44 @@ class Lab:
                     continue
                 self._destroy(n)
                 to_start.append(n)
-            starter = self._start_plain if plain else self._start_libvirt
             with ThreadPoolExecutor(max_workers=max(1, len(to_start))) as pool:
-                started = list(pool.map(lambda n: starter(n, manifest, agent_channel, kvm), to_start))
+                if plain:
+                    started = list(pool.map(lambda n: self._start_plain(n, manifest, agent_channel, kvm),
+                                            to_start))
+                else:
+                    started = list(pool.map(
+                        lambda n: self._start_libvirt(n, manifest, agent_channel, kvm, stack), to_start))
             by_name = {g.name: g for g in guests + started}
             guests = [by_name[n] for n in names]
         if wait:
             self.wait_ready(guests, timeout)
         return guests
 
-    def _names(self, count: int, agent: str, plain: bool, name: str | None) -> list[str]:
+    def _names(self, count: int, agent: str, plain: bool, name: str | None, stack: str = HOST) -> list[str]:
         if name is not None and count == 1:
             names = [name]
         else:
-            prefix = name or (f"lab-plain-{agent}" if plain else f"lab-{agent}")
+            on = "" if stack == HOST else f"{stack}-"
+            prefix = name or (f"lab-plain-{agent}" if plain else f"lab-{on}{agent}")
             names = [f"{prefix}-{i}" for i in range(1, count + 1)]
         for n in names:
             if not n or len(n) > 40 or not all(c.isalnum() or c in "-_." for c in n) or n.startswith("."):
                 raise LabError(f"invalid guest name {n!r}: use up to 40 letters, digits, '-', '_', '.'")
         return names
 
-    def _new_guest_dir(self, name: str, manifest: Manifest) -> Path:
+    def _new_guest_dir(self, name: str, manifest: Manifest, owner: StackDaemon) -> Path:
+        """The guest's folder and data disk, owned as ``owner`` needs: by the lab user for
+        the session daemon and plain QEMU, by root in system mode (libvirt relabels)."""
         gdir = self.paths.guest_dir(name)
         shutil.rmtree(gdir, ignore_errors=True)
         gdir.mkdir(parents=True)
-        self.session.chown(gdir)
+        owner.chown(gdir)
         disk = gdir / "data.qcow2"
         run(
             ["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", manifest.data_base, disk],
             timeout=30,
         )
-        self.session.chown(disk)
+        owner.chown(disk)
         return gdir
 
     def _check_socket_paths(self, *paths: Path) -> None:
@@ -377,23 +475,27 @@ class Lab:
                     "set VIRT_QGA_LAB_DIR to a shorter directory"
                 )
 
-    def _start_libvirt(self, name: str, manifest: Manifest, agent_channel: bool, kvm: bool) -> LabGuest:
+    def _start_libvirt(
+        self, name: str, manifest: Manifest, agent_channel: bool, kvm: bool, stack: str = HOST
+    ) -> LabGuest:
         import libvirt
 
-        gdir = self._new_guest_dir(name, manifest)
+        daemon = self.daemon(stack)
+        gdir = self._new_guest_dir(name, manifest, daemon)
         sock = gdir / "qga.sock"
         self._check_socket_paths(sock)
         guest = LabGuest(
             name=name,
             kind="libvirt",
             agent=manifest.agent,
-            uri=self.uri,
+            uri=daemon.uri,
             socket=None,
             qmp=None,
             console_log=gdir / "console.log",
             data_disk=gdir / "data.qcow2",
             pid=None,
             agent_channel=agent_channel,
+            stack=stack,
         )
         spec = DomainSpec(
             name=name,
@@ -403,11 +505,11 @@ class Lab:
             data_disk=guest.data_disk,
             console_log=guest.console_log,
             agent_socket=sock if agent_channel else None,
-            emulator=which("qemu-system-x86_64") or "/usr/bin/qemu-system-x86_64",
+            emulator=daemon.emulator,
             kvm=kvm,
         )
         self._save(guest)
-        conn = self._connect()
+        conn = self._connect(stack)
         try:
             dom = conn.defineXML(domain_xml(spec))
             dom.create()
@@ -417,7 +519,7 @@ class Lab:
         return guest
 
     def _start_plain(self, name: str, manifest: Manifest, agent_channel: bool, kvm: bool) -> LabGuest:
-        gdir = self._new_guest_dir(name, manifest)
+        gdir = self._new_guest_dir(name, manifest, self.host)
         sock, qmp = gdir / "qga.sock", gdir / "qmp.sock"
         self._check_socket_paths(sock, qmp)
         guest = LabGuest(
@@ -451,7 +553,7 @@ class Lab:
 
             try:
                 proc = subprocess.run(
-                    self.session.as_user(qemu_argv(spec)),
+                    self.host.as_user(qemu_argv(spec)),
                     stdin=subprocess.DEVNULL,
                     stdout=log,
                     stderr=log,
@@ -500,7 +602,7 @@ class Lab:
             return
         import libvirt_qemu
 
-        dom = self._lookup(guest.name)
+        dom = self._lookup(guest.name, guest.stack)
         if dom is None:
             raise LabError(f"{guest.name}: domain is gone")
         libvirt_qemu.qemuAgentCommand(dom, '{"execute":"guest-ping"}', max(1, int(timeout)), 0)
@@ -542,12 +644,20 @@ class Lab:
 
     # ------------------------------------------------------------ status
 
+    def _stack_running(self, stack: str) -> bool:
+        """Whether the stack's libvirtd can be reached or (re)started without booting the
+        whole stack: always for the host; for a root stack, while its namespace lives."""
+        daemon = self.daemon(stack)
+        return not isinstance(daemon, SystemStack) or daemon.namespace() is not None
+
     def _state(self, guest: LabGuest) -> str:
         if guest.kind == "plain":
             return "running" if self._pid(guest) is not None else "dead"
+        if not self._stack_running(guest.stack):
+            return "dead"  # its stack is down: no QEMU of it can run
         import libvirt
 
-        dom = self._lookup(guest.name)
+        dom = self._lookup(guest.name, guest.stack)
         if dom is None:
             return "missing"
         try:
@@ -572,16 +682,17 @@ class Lab:
         return text
 
     def _pid_file_exists(self, guest: LabGuest) -> bool:
-        return (self.paths.run / "libvirt" / "qemu" / "run" / f"{guest.name}.pid").exists()
+        return self.daemon(guest.stack).qemu_pidfile(guest.name).exists()
 
     @_os_errors
     def status(self) -> list[GuestStatus]:
-        """Every lab guest with its live state (re-spawning the lab libvirtd if it went away)."""
+        """Every lab guest of every stack with its live state (re-spawning a stack's libvirtd
+        that went away while it has guests)."""
         recorded = self._recorded()
         out: list[GuestStatus] = []
-        seen: set[str] = set()
+        seen: set[tuple[str, str]] = set()
         for g in recorded:
-            seen.add(g.name)
+            seen.add((g.stack, g.name))
             out.append(
                 GuestStatus(
                     name=g.name,
@@ -593,30 +704,36 @@ class Lab:
                     socket=g.socket,
                     qmp=g.qmp,
                     console_log=str(g.console_log),
+                    stack=g.stack,
                 )
             )
-        if any(g.kind == "libvirt" for g in recorded) or self.session.daemon_alive():
+        for stack in STACK_NAMES:
+            daemon = self.daemon(stack)
+            has_guests = any(g.kind == "libvirt" and g.stack == stack for g in recorded)
+            if not ((has_guests and self._stack_running(stack)) or daemon.daemon_alive()):
+                continue
             import libvirt
 
             try:
-                domains = self._connect().listAllDomains()
+                domains = self._connect(stack).listAllDomains()
             except libvirt.libvirtError as exc:
                 raise LabError(
-                    f"the lab libvirtd does not list its domains: {exc.get_error_message()}"
+                    f"the lab libvirtd ({stack}) does not list its domains: {exc.get_error_message()}"
                 ) from exc
             for dom in domains:
-                if dom.name() in seen:
+                if (stack, dom.name()) in seen:
                     continue
                 orphan = LabGuest(
                     name=dom.name(),
                     kind="libvirt",
                     agent=agent_from_xml(dom.XMLDesc()) or "?",
-                    uri=self.uri,
+                    uri=daemon.uri,
                     socket=None,
                     qmp=None,
                     console_log=Path("-"),
                     data_disk=Path("-"),
                     pid=None,
+                    stack=stack,
                 )
                 out.append(
                     GuestStatus(
@@ -625,10 +742,11 @@ class Lab:
                         agent=orphan.agent,
                         state=self._state(orphan),
                         pid=self._pid(orphan),
-                        uri=self.uri,
+                        uri=daemon.uri,
                         socket=None,
                         qmp=None,
                         console_log="-",
+                        stack=stack,
                     )
                 )
         return out
@@ -641,72 +759,128 @@ class Lab:
         with self._locked():
             self._destroy(name)
 
-    def _destroy(self, name: str) -> None:
+    def _destroy(self, name: str, stack: str | None = None) -> None:
         guest = self._load(name)
         pid = self._pid(guest) if guest is not None else None
-        libvirt_known = guest is None or guest.kind == "libvirt"
-        if libvirt_known and (self.session.daemon_alive() or (guest is not None and guest.kind == "libvirt")):
-            import libvirt
-
-            dom = self._lookup(name)
-            if dom is not None:
-                try:
-                    if dom.isActive():
-                        dom.destroy()
-                    dom.undefine()
-                except libvirt.libvirtError as exc:
-                    if dom.isActive():
-                        raise LabError(
-                            f"{name}: could not destroy the domain: {exc.get_error_message()}"
-                        ) from exc
+        if guest is not None and guest.kind == "libvirt":
+            stacks = [guest.stack]
+        elif guest is None:  # unrecorded: whichever running stack knows it
+            stacks = [stack] if stack else [s for s in STACK_NAMES if self.daemon(s).daemon_alive()]
+        else:
+            stacks = []
+        for st in stacks:
+            if self._stack_running(st):
+                self._undefine(name, st)
         if pid is not None:
             terminate([pid], grace=3.0)
         shutil.rmtree(self.paths.guest_dir(name), ignore_errors=True)
 
+    def _undefine(self, name: str, stack: str) -> None:
+        import libvirt
+
+        dom = self._lookup(name, stack)
+        if dom is None:
+            return
+        try:
+            if dom.isActive():
+                dom.destroy()
+            # snapshot and checkpoint metadata (tests leave them) must not block the undefine
+            dom.undefineFlags(
+                libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
+                | libvirt.VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA
+                | libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
+            )
+        except libvirt.libvirtError as exc:
+            if dom.isActive():
+                raise LabError(f"{name}: could not destroy the domain: {exc.get_error_message()}") from exc
+
     @_os_errors
     def down(self) -> None:
-        """Remove every guest, stop the lab's daemons and processes, keep the build cache."""
+        """Remove every guest of every stack, stop the lab's daemons and processes, end the
+        root stacks' mount namespaces (so nothing stays mounted); keep the build cache."""
         with self._locked():
             recorded = self._recorded()
-            defs = list((self.paths.xdg_config / "libvirt" / "qemu").glob("*.xml"))
-            needs_daemon = bool(defs) or any(g.kind == "libvirt" for g in recorded)
-            if needs_daemon or self.session.daemon_alive():
-                import libvirt
+            for stack in STACK_NAMES:
+                daemon = self.daemon(stack)
+                # Domains go through libvirt when it can run: it stops QEMU cleanly and gives
+                # relabelled files back to their owners. A root stack whose namespace is gone
+                # has nothing running; starting it only to stop it is pointless.
+                if isinstance(daemon, SystemStack):
+                    needs_daemon = self._stack_running(stack)
+                else:
+                    needs_daemon = bool(daemon.defined_xml_files()) or any(
+                        g.kind == "libvirt" and g.stack == stack for g in recorded
+                    )
+                if needs_daemon or daemon.daemon_alive():
+                    import libvirt
 
-                try:
-                    for dom in self._connect().listAllDomains():
-                        self._destroy(dom.name())
-                except (LabError, libvirt.libvirtError):
-                    pass  # a broken daemon: the forced cleanup below still removes everything
+                    try:
+                        for dom in self._connect(stack).listAllDomains():
+                            self._destroy(dom.name(), stack)
+                    except (LabError, libvirt.libvirtError):
+                        pass  # a broken daemon: the forced cleanup below still removes everything
             for g in recorded:
                 try:
                     self._destroy(g.name)
                 except LabError:
                     pass
             self.close()
-            self.session.stop_all()
-            for leftover in (self.paths.xdg_config / "libvirt" / "qemu").glob("*.xml"):
+            for stack in STACK_NAMES:
+                self.daemon(stack).stop_all()
+            for leftover in self.host.defined_xml_files():
                 leftover.unlink(missing_ok=True)
             shutil.rmtree(self.paths.guests, ignore_errors=True)
             shutil.rmtree(self.paths.run, ignore_errors=True)
+            left = host_mounts_under(self.paths.root)
+            if left:
+                raise LabError(f"lab down: still mounted under {self.paths.root}: {', '.join(left)}")
 
     # ------------------------------------------------------------ env
 
     @_os_errors
-    def env(self) -> str:
-        """Shell lines that point virt-qga (and virsh) at the lab."""
+    def env(self, stack: str | None = None) -> str:
+        """Shell lines that point virt-qga (and virsh) at the lab's ``stack``."""
+        stack = stack or self.stack
+        uri = self.uri_of(stack)
         guests = self._recorded()
-        lv = [g for g in guests if g.kind == "libvirt"]
+        lv = [g for g in guests if g.kind == "libvirt" and g.stack == stack]
+        others = sorted({g.stack for g in guests if g.kind == "libvirt" and g.stack != stack})
         plain = [g for g in guests if g.kind == "plain" and g.socket]
-        lines = [f"# virt-qga lab at {self.root}"]
-        if lv or not plain:
-            lines.append(f"export VIRT_QGA_CONNECT='{self.uri}'")
-            lines.append(f"export LIBVIRT_DEFAULT_URI='{self.uri}'")
+        lines = [f"# virt-qga lab at {self.root}, stack {stack} ({self.daemon(stack).mode} mode)"]
+        if lv or not plain or stack != HOST:
+            lines.append(f"export VIRT_QGA_CONNECT='{uri}'")
+            lines.append(f"export LIBVIRT_DEFAULT_URI='{uri}'")
         if lv:
             lines.append("# libvirt guests: " + " ".join(g.name for g in lv))
-        if len(plain) == 1 and not lv:
-            lines.append(f"export VIRT_QGA_SOCKET='{plain[0].socket}'")
-        else:
-            for g in plain:
-                lines.append(f"# plain guest {g.name}: export VIRT_QGA_SOCKET='{g.socket}'  # QMP: {g.qmp}")
+        for other in others:
+            names = " ".join(g.name for g in guests if g.kind == "libvirt" and g.stack == other)
+            lines.append(f"# guests on stack {other} (virt-qga lab env --stack {other}): {names}")
+        if stack == HOST:
+            if len(plain) == 1 and not lv:
+                lines.append(f"export VIRT_QGA_SOCKET='{plain[0].socket}'")
+            else:
+                for g in plain:
+                    lines.append(
+                        f"# plain guest {g.name}: export VIRT_QGA_SOCKET='{g.socket}'  # QMP: {g.qmp}"
+                    )
         return "\n".join(lines) + "\n"
+
+
+def stack_for(plain: bool, stack: str | None) -> str | None:
+    """The stack a guest runs on: plain QEMU guests have no libvirt and always use the
+    host's QEMU (asking for another stack is an error); libvirt guests the one asked."""
+    if plain:
+        if stack not in (None, HOST):
+            raise LabError(f"plain QEMU guests have no libvirt stack; drop --stack {stack}")
+        return HOST
+    return stack
+
+
+def _dpkg_version(package: str) -> str | None:
+    res = run(["dpkg-query", "-W", "-f=${Version}", package], timeout=30, check=False)
+    return res.stdout.decode().strip() or None
+
+
+def _version(number: int) -> str:
+    """libvirt's packed version number (major * 1e6 + minor * 1e3 + micro) as text."""
+    return f"{number // 1_000_000}.{number // 1000 % 1000}.{number % 1000}"

@@ -14,6 +14,10 @@ Layout under the root::
     home/                 HOME and XDG config/cache/data dirs of the lab daemon user
     run/                  its XDG_RUNTIME_DIR: run/libvirt/libvirt-sock
     guests/<name>/        one guest: meta.json, data.qcow2, console.log, sockets, pid
+    roots/                built roots of the root stacks (debian13-<key>/, <stack>.json),
+                          debootstrap and apt archives to rebuild them (cache-<release>/)
+    stacks/<stack>/       a running root stack: ns.pid (its mount namespace), the
+                          overlay (upper/, work/, root/), run/ (sockets, pidfiles), log/
 
 Paths stay short on purpose: UNIX socket paths are limited to 107 bytes.
 """
@@ -92,6 +96,13 @@ class LabPaths:
     @property
     def guests(self) -> Path:
         return self.root / "guests"
+
+    @property
+    def roots(self) -> Path:
+        return self.root / "roots"
+
+    def stack_dir(self, name: str) -> Path:
+        return self.root / "stacks" / name
 
     def guest_dir(self, name: str) -> Path:
         return self.guests / name

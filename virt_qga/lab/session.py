@@ -27,6 +27,7 @@ from pathlib import Path
 from virt_qga.lab.errors import SETUP_HINT, LabError
 from virt_qga.lab.paths import LabPaths
 from virt_qga.lab.proc import pid_alive, pid_cmdline, pids_of_uid, run
+from virt_qga.lab.reconnect import wait_reconnected
 
 LAB_USER = "qgalab"
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -38,6 +39,11 @@ def which(tool: str) -> str | None:
 
 
 class LabSession:
+    """The ``host`` stack: the machine's libvirt and QEMU, in session mode."""
+
+    name = "host"
+    mode = "session"
+
     def __init__(self, paths: LabPaths) -> None:
         self.paths = paths
         self.is_root = os.geteuid() == 0
@@ -46,6 +52,20 @@ class LabSession:
     @property
     def uri(self) -> str:
         return f"qemu+unix:///session?socket={self.paths.libvirt_sock}"
+
+    @property
+    def emulator(self) -> str:
+        return which("qemu-system-x86_64") or "/usr/bin/qemu-system-x86_64"
+
+    @property
+    def daemon_log(self) -> Path:
+        return self.paths.daemon_log
+
+    def qemu_pidfile(self, name: str) -> Path:
+        return self.paths.run / "libvirt" / "qemu" / "run" / f"{name}.pid"
+
+    def defined_xml_files(self) -> list[Path]:
+        return sorted((self.paths.xdg_config / "libvirt" / "qemu").glob("*.xml"))
 
     # ------------------------------------------------------------ user and dirs
 
@@ -177,10 +197,13 @@ class LabSession:
 
         On start libvirt reconnects to every QEMU and re-reads its state (vCPUs
         included), which is what an operator's ``systemctl restart libvirtd`` does.
+        Returns once that re-attach is done (:func:`wait_reconnected`): before, the
+        live XML is still the old one (a test saw the stale vCPU list under load).
         """
         pids = [p for p in self.daemon_pids() if Path((pid_cmdline(p) or [""])[0]).name == "libvirtd"]
         terminate(pids, grace=10.0)
         self.ensure_daemon(timeout)
+        wait_reconnected(self.uri, timeout)
 
     def daemon_pids(self) -> list[int]:
         """libvirtd/virtlogd of the lab (by pidfile, and every process of qgalab when root)."""
