@@ -203,15 +203,23 @@ class PrivateApt:
 
     def ensure_lists(self, refresh: bool = False) -> None:
         """Write sources.list and fetch the package lists (only when missing or asked)."""
-        sources = "\n".join(s.line() for s in lab_sources()) + "\n"
+        wanted = lab_sources()
+        sources = "\n".join(s.line() for s in wanted) + "\n"
         lists = self.dir / "state" / "lists"
         stale = not self.sources_file.exists() or self.sources_file.read_text() != sources
-        if not refresh and not stale and any(lists.glob("*_Packages*")):
+        # Every suite must have its list: an update that died half-way (or lists made by an
+        # older lab with fewer suites) must not pass for a complete one.
+        missing = [s.suite for s in wanted if not any(lists.glob(f"*_dists_{s.suite}_*Packages*"))]
+        if not refresh and not stale and not missing:
             return
         for d in (lists / "partial", self.dir / "cache" / "archives" / "partial"):
             d.mkdir(parents=True, exist_ok=True)
         self.sources_file.write_text(sources)
-        run(["apt-get", *self.options(), "-q", "update"], timeout=300)
+        try:
+            run(["apt-get", *self.options(), "-q", "update"], timeout=300)
+        except BaseException:
+            self.sources_file.unlink(missing_ok=True)  # the next call fetches again
+            raise
 
     def versions(self, package: str) -> list[tuple[str, str]]:
         """(version, suite) pairs apt knows for ``package``, newest first."""

@@ -204,16 +204,20 @@ def _refuse_foreign_overlays(host: Domain) -> None:
 
 
 def _free_name(store: Store, host: Domain, now: datetime) -> str:
-    """This backup's name; with milliseconds when a backup of that second exists in the
-    store, or its checkpoint name in libvirt (a backup into another store)."""
+    """This backup's name: its start second, or the next free second when a backup of
+    that second exists in the store, or its checkpoint in libvirt (a backup into another
+    store). Names keep one format, so they sort as text in time order; the manifest
+    keeps the exact start time."""
     from virt_qga.host import backup as hb
     from virt_qga.workflows.backup.api import CHECKPOINT_PREFIX
 
-    name = backup_name(now)
     taken = {b.name for c in store.chains(host.name) for b in c.backups}
     if host.state() == "running":
         taken |= {n.removeprefix(CHECKPOINT_PREFIX) for n in hb.checkpoint_names(host)}
-    return backup_name(now, precise=True) if name in taken else name
+    second = 0
+    while (name := backup_name(now + timedelta(seconds=second))) in taken:
+        second += 1
+    return name
 
 
 def _decide(job: BackupJob) -> None:

@@ -57,18 +57,15 @@ DOMAIN_XML = "domain.xml"
 CHECKPOINT_XML = "checkpoint.xml"
 PARTIAL_SUFFIX = ".partial"
 LEVELS = ("full", "inc")
-#: Backup names: UTC time, with milliseconds when two backups share a second.
-_NAME = re.compile(r"\d{8}T\d{6}(?:\d{3})?Z")
+#: Backup names: UTC time to the second (two backups of one second: the next one free).
+_NAME = re.compile(r"\d{8}T\d{6}Z")
 #: Bytes read at a time when checksumming (bounded memory whatever the image size).
 HASH_CHUNK = 1024 * 1024
 
 
-def backup_name(now: datetime | None = None, *, precise: bool = False) -> str:
+def backup_name(now: datetime | None = None) -> str:
     """The name of a backup taken at ``now`` (UTC): ``20261201T020000Z``."""
-    t = (now or datetime.now(UTC)).astimezone(UTC)
-    if precise:
-        return t.strftime("%Y%m%dT%H%M%S") + f"{t.microsecond // 1000:03d}Z"
-    return t.strftime("%Y%m%dT%H%M%SZ")
+    return (now or datetime.now(UTC)).astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
 def is_backup_name(name: str) -> bool:
