@@ -17,6 +17,7 @@ import click
 
 from virt_qga.cli.context import emit, get_ctx, info
 from virt_qga.errors import VirtQgaError
+from virt_qga.lab.flavours import DEFAULT_FLAVOUR, FLAVOURS
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -78,14 +79,28 @@ def lab(json_: bool) -> None:
 @click.option("--no-agent-channel", is_flag=True, help="Boot without an agent channel (to test that error).")
 @click.option("--kvm", is_flag=True, help="Use KVM instead of TCG (does not work on every host).")
 @click.option("--timeout", default=60.0, show_default=True, help="Seconds to wait for the agents.")
+@click.option(
+    "--flavour",
+    type=click.Choice(FLAVOURS),
+    default=DEFAULT_FLAVOUR,
+    show_default=True,
+    help="Guest userland: busybox only, or busybox plus Debian 12's Python 3 (for Ansible modules).",
+)
 @_handle_errors
 def up(
-    count: int, agent: str, plain: bool, name: str | None, no_agent_channel: bool, kvm: bool, timeout: float
+    count: int,
+    agent: str,
+    plain: bool,
+    name: str | None,
+    no_agent_channel: bool,
+    kvm: bool,
+    timeout: float,
+    flavour: str,
 ) -> None:
     """Build what is needed (cached), boot guests, wait until each agent answers."""
     lab_ = _lab()
     start = time.monotonic()
-    lab_.build(agent=agent, log=get_ctx().verbosity >= 0 and not get_ctx().json)
+    lab_.build(agent=agent, log=get_ctx().verbosity >= 0 and not get_ctx().json, flavour=flavour)
     guests = lab_.up(
         count=count,
         agent=agent,
@@ -94,6 +109,7 @@ def up(
         agent_channel=not no_agent_channel,
         kvm=kvm,
         timeout=timeout,
+        flavour=flavour,
     )
     elapsed = time.monotonic() - start
     data = {"uri": lab_.uri, "seconds": round(elapsed, 2), "guests": [g.to_dict() for g in guests]}
@@ -104,7 +120,9 @@ def up(
                 reach = f"agent socket {g['socket'] or '(none)'}  qmp {g['qmp']}"
             else:
                 reach = f"libvirt domain {g['name']}"
-            click.echo(f"{g['name']}  ({g['kind']}, qemu-ga {g['agent']}, pid {g['pid']})  {reach}")
+            click.echo(
+                f"{g['name']}  ({g['kind']}, {g['flavour']}, qemu-ga {g['agent']}, pid {g['pid']})  {reach}"
+            )
         if any(g["kind"] == "libvirt" for g in d["guests"]):
             click.echo(f"libvirt URI: {d['uri']}")
         click.echo('eval "$(virt-qga lab env)" to point virt-qga at the lab')
@@ -178,14 +196,21 @@ def env() -> None:
 @lab.command("build")
 @click.option("--agent", type=click.Choice(["7.2", "10.0", "all"]), default="all", show_default=True)
 @click.option("--refresh", is_flag=True, help="Fetch fresh apt lists first (picks up new package versions).")
+@click.option(
+    "--flavour",
+    type=click.Choice(FLAVOURS),
+    default=DEFAULT_FLAVOUR,
+    show_default=True,
+    help="Guest userland (see lab up).",
+)
 @_handle_errors
-def build_cmd(agent: str, refresh: bool) -> None:
+def build_cmd(agent: str, refresh: bool, flavour: str) -> None:
     """Build (or check the cache of) the guest kernel, initramfs and data disk."""
     lab_ = _lab()
     agents = ["7.2", "10.0"] if agent == "all" else [agent]
     start = time.monotonic()
     out = [
-        vars(lab_.build(agent=a, refresh=refresh and i == 0, log=not get_ctx().json))
+        vars(lab_.build(agent=a, refresh=refresh and i == 0, log=not get_ctx().json, flavour=flavour))
         for i, a in enumerate(agents)
     ]
     data = {"seconds": round(time.monotonic() - start, 2), "images": out}
@@ -193,7 +218,7 @@ def build_cmd(agent: str, refresh: bool) -> None:
     def human(d: dict[str, Any]) -> None:
         for m in d["images"]:
             click.echo(
-                f"qemu-ga {m['agent_version']}: {m['initrd']} "
+                f"qemu-ga {m['agent_version']} ({m['flavour']}): {m['initrd']} "
                 f"(kernel {m['kernel_version']}, fsprobe {m['fsprobe']})"
             )
 

@@ -21,9 +21,11 @@ import shutil
 import stat
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from virt_qga.lab import flavours
 from virt_qga.lab.apt import PrivateApt, require_tools
 from virt_qga.lab.errors import SETUP_HINT, LabError
 from virt_qga.lab.paths import LabPaths
@@ -75,6 +77,7 @@ class Manifest:
     data_base: str
     fsprobe: str  # "static" (the C probe) or "busybox-fallback"
     stamp: str = ""  # see _stamp(): unchanged stamp + existing files = nothing to check
+    flavour: str = flavours.DEFAULT_FLAVOUR  # see virt_qga.lab.flavours
 
     def complete(self) -> bool:
         return all(Path(p).exists() for p in (self.kernel, self.initrd, self.data_base))
@@ -94,18 +97,23 @@ def check_agent(agent: str) -> None:
         raise LabError(f"unknown agent version {agent!r}; choose one of {', '.join(AGENTS)}")
 
 
-def build(paths: LabPaths, agent: str = "7.2", refresh: bool = False, log: bool = False) -> Manifest:
-    """Make sure kernel, initramfs for ``agent`` and the base data disk exist; return the manifest."""
+def build(paths: LabPaths, agent: str = "7.2", refresh: bool = False, log: bool = False,
+          flavour: str = flavours.DEFAULT_FLAVOUR) -> Manifest:
+    """Make sure kernel, initramfs for ``agent`` (and ``flavour``) and the base data disk
+    exist; return the manifest."""
     check_agent(agent)
+    flavours.check_flavour(flavour)
+    tag = flavours.image_tag(agent, flavour)
+    manifest_path = paths.manifest(tag)
     require_tools(BUILD_TOOLS)
     paths.images.mkdir(parents=True, exist_ok=True)
     _make_world_readable(paths.root)
     apt = PrivateApt(paths)
     apt.ensure_lists(refresh=refresh)
-    stamp = _stamp(paths, agent)
-    if not refresh and paths.manifest(agent).exists():
+    stamp = _stamp(paths, tag)
+    if not refresh and manifest_path.exists():
         try:
-            cached = Manifest.load(paths.manifest(agent))
+            cached = Manifest.load(manifest_path)
         except (OSError, ValueError, TypeError):
             cached = None
         if cached is not None and cached.stamp == stamp and cached.complete():
@@ -143,14 +151,19 @@ def build(paths: LabPaths, agent: str = "7.2", refresh: bool = False, log: bool 
             )
         ],
     }
+    extra = flavours.inputs(apt, flavour)
+    if extra:  # the busybox flavour keeps its historical key
+        inputs["flavour"] = extra
     key = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
-    initrd = paths.images / f"initramfs-{agent}-{key}.img"
+    initrd = paths.images / f"initramfs-{tag}-{key}.img"
     if not initrd.exists():
         if log:
-            print(f"virt-qga lab: building initramfs for qemu-ga {agent_ver}", file=sys.stderr, flush=True)
-        _initramfs(paths, initrd, kdir, agent_deb, extra_debs, fsprobe_bin)
-        for old in paths.images.glob(f"initramfs-{agent}-*.img"):
-            if old != initrd:
+            print(f"virt-qga lab: building initramfs for qemu-ga {agent_ver} ({flavour})", file=sys.stderr,
+                  flush=True)
+        _initramfs(paths, initrd, kdir, agent_deb, extra_debs, fsprobe_bin,
+                   stage=lambda root: flavours.stage(apt, flavour, root))
+        for old in paths.images.glob(f"initramfs-{tag}-*.img"):
+            if old != initrd and re.fullmatch(rf"initramfs-{re.escape(tag)}-[0-9a-f]{{16}}\.img", old.name):
                 old.unlink(missing_ok=True)
     manifest = Manifest(
         agent=agent,
@@ -162,8 +175,9 @@ def build(paths: LabPaths, agent: str = "7.2", refresh: bool = False, log: bool 
         data_base=str(data_base),
         fsprobe=fsprobe_kind,
         stamp=stamp,
+        flavour=flavour,
     )
-    manifest.save(paths.manifest(agent))
+    manifest.save(manifest_path)
     return manifest
 
 
@@ -354,7 +368,8 @@ def _sha(path: Path) -> str:
 
 
 def _initramfs(
-    paths: LabPaths, out: Path, kdir: Path, agent_deb: Path, extra_debs: list[Path], fsprobe: Path
+    paths: LabPaths, out: Path, kdir: Path, agent_deb: Path, extra_debs: list[Path], fsprobe: Path,
+    stage: Callable[[Path], None] | None = None,
 ) -> None:
     with tempfile.TemporaryDirectory(dir=paths.images) as tmp:
         unpack = Path(tmp) / "unpack"
@@ -416,6 +431,8 @@ def _initramfs(
         _write(root / "etc/fstab", "", 0o644)
         (root / "root").chmod(0o700)
         (root / "tmp").chmod(0o1777)
+        if stage is not None:  # the guest flavour's own files (virt_qga.lab.flavours)
+            stage(root)
 
         _smoke_test(root)
         data = gzip.compress(newc_archive(root), compresslevel=6, mtime=0)

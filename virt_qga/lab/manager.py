@@ -25,6 +25,7 @@ from virt_qga.lab.agentping import socket_command
 from virt_qga.lab.build import Manifest, build, check_agent
 from virt_qga.lab.domain import DomainSpec, agent_from_xml, domain_xml
 from virt_qga.lab.errors import SETUP_HINT, LabError
+from virt_qga.lab.flavours import DEFAULT_FLAVOUR, check_flavour
 from virt_qga.lab.paths import LabPaths, default_root
 from virt_qga.lab.plain import PlainSpec, qemu_argv
 from virt_qga.lab.proc import pid_alive, pid_cmdline, run
@@ -47,6 +48,7 @@ class LabGuest:
     data_disk: Path
     pid: int | None  # QEMU pid when known
     agent_channel: bool = True
+    flavour: str = DEFAULT_FLAVOUR  # see virt_qga.lab.flavours
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -182,10 +184,11 @@ class Lab:
             raise LabError(f"missing on this host: {', '.join(missing)}; {SETUP_HINT}")
 
     @_os_errors
-    def build(self, agent: str = "7.2", refresh: bool = False, log: bool = False) -> Manifest:
-        """Cached build of kernel, initramfs (for ``agent``) and base data disk."""
+    def build(self, agent: str = "7.2", refresh: bool = False, log: bool = False,
+              flavour: str = DEFAULT_FLAVOUR) -> Manifest:
+        """Cached build of kernel, initramfs (for ``agent`` and ``flavour``) and base data disk."""
         with self._locked():
-            return build(self.paths, agent, refresh=refresh, log=log)
+            return build(self.paths, agent, refresh=refresh, log=log, flavour=flavour)
 
     # ------------------------------------------------------------ libvirt connection
 
@@ -299,36 +302,40 @@ class Lab:
         kvm: bool = False,
         wait: bool = True,
         timeout: float = 60.0,
+        flavour: str = DEFAULT_FLAVOUR,
     ) -> list[LabGuest]:
         """Boot ``count`` guests (reusing running ones of the same names) and wait for their agents.
 
         Names: ``name`` when count is 1 and a name is given, else ``<prefix>-<i>``
-        with the prefix ``name`` or ``lab-<agent>`` / ``lab-plain-<agent>``.
+        with the prefix ``name`` or ``lab-<agent>`` / ``lab-plain-<agent>`` (``lab-python-<agent>``
+        / ``lab-plain-python-<agent>`` for the python flavour).
         """
         check_agent(agent)
+        check_flavour(flavour)
         if count < 1:
             raise LabError("--count must be at least 1")
         self.preflight(plain)
         kind = "plain" if plain else "libvirt"
         with self._locked():
-            manifest = build(self.paths, agent)
+            manifest = build(self.paths, agent, flavour=flavour)
             self.session.prepare_dirs()
             if not plain:
                 self._connect()
-            names = self._names(count, agent, plain, name)
+            names = self._names(count, agent, plain, name, flavour)
             guests: list[LabGuest] = []
             to_start: list[str] = []
             for n in names:
                 existing = self._load(n)
                 if existing is not None and self._state(existing) == "running":
-                    if (existing.kind, existing.agent, existing.agent_channel) != (
+                    if (existing.kind, existing.agent, existing.agent_channel, existing.flavour) != (
                         kind,
                         agent,
                         agent_channel,
+                        flavour,
                     ):
                         raise LabError(
                             f"guest {n} already runs ({existing.kind}, agent {existing.agent}, "
-                            f"channel {'on' if existing.agent_channel else 'off'}); "
+                            f"{existing.flavour}, channel {'on' if existing.agent_channel else 'off'}); "
                             "choose another --name or destroy it"
                         )
                     existing.pid = self._pid(existing)
@@ -345,11 +352,13 @@ class Lab:
             self.wait_ready(guests, timeout)
         return guests
 
-    def _names(self, count: int, agent: str, plain: bool, name: str | None) -> list[str]:
+    def _names(self, count: int, agent: str, plain: bool, name: str | None,
+               flavour: str = DEFAULT_FLAVOUR) -> list[str]:
         if name is not None and count == 1:
             names = [name]
         else:
-            prefix = name or (f"lab-plain-{agent}" if plain else f"lab-{agent}")
+            tag = agent if flavour == DEFAULT_FLAVOUR else f"{flavour}-{agent}"
+            prefix = name or (f"lab-plain-{tag}" if plain else f"lab-{tag}")
             names = [f"{prefix}-{i}" for i in range(1, count + 1)]
         for n in names:
             if not n or len(n) > 40 or not all(c.isalnum() or c in "-_." for c in n) or n.startswith("."):
@@ -394,6 +403,7 @@ class Lab:
             data_disk=gdir / "data.qcow2",
             pid=None,
             agent_channel=agent_channel,
+            flavour=manifest.flavour,
         )
         spec = DomainSpec(
             name=name,
@@ -431,6 +441,7 @@ class Lab:
             data_disk=gdir / "data.qcow2",
             pid=None,
             agent_channel=agent_channel,
+            flavour=manifest.flavour,
         )
         spec = PlainSpec(
             name=name,
