@@ -18,16 +18,16 @@ import pytest
 
 pytest.importorskip("ansible")
 
-from ansible.errors import AnsibleConnectionFailure, AnsibleError  # noqa: E402
-from ansible.playbook.play_context import PlayContext  # noqa: E402
-from ansible.plugins.loader import connection_loader, init_plugin_loader  # noqa: E402
+from ansible.errors import AnsibleConnectionFailure, AnsibleError
+from ansible.playbook.play_context import PlayContext
+from ansible.plugins.loader import connection_loader, init_plugin_loader
 
-from virt_qga.errors import (  # noqa: E402
+from virt_qga.errors import (
     AgentNotConnectedError,
     CommandNotSupportedError,
     GuestError,
 )
-from virt_qga.workflows import exec as gexec  # noqa: E402
+from virt_qga.workflows import exec as gexec
 
 COLLECTIONS = Path(__file__).resolve().parents[2] / "ansible"
 init_plugin_loader([str(COLLECTIONS)])
@@ -65,7 +65,8 @@ class FakeAgent:
     def capabilities(self, refresh: bool = False) -> Any:
         from virt_qga.agent import Capabilities
 
-        return Capabilities("7.2.0", {c: True for c in ("guest-exec", "guest-exec-status", "guest-file-open")})
+        commands = ("guest-exec", "guest-exec-status", "guest-file-open")
+        return Capabilities("7.2.0", dict.fromkeys(commands, True))
 
     def call(self, command: str, args: Any = None, **kw: Any) -> None:
         return None
