@@ -265,6 +265,23 @@ def test_interrupted_wait_kills_the_command(connect: Any) -> None:
     assert any(r["argv"][:3] == ["/bin/sh", "-c", gexec.KILL_TREE_SCRIPT] for r in agent.requests)
 
 
+def test_ctrl_c_kills_the_command(connect: Any) -> None:
+    conn, agent = connect(lambda argv, stdin: {"running": True})
+    real = agent.exec_status
+    calls = {"n": 0}
+
+    def status(pid: int) -> dict[str, Any]:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(pid)
+
+    agent.exec_status = status  # type: ignore[method-assign]
+    with pytest.raises(AnsibleError, match="interrupted; the command was killed in the guest"):
+        conn.exec_command("sleep 1000")
+    assert any(r["argv"][:3] == ["/bin/sh", "-c", gexec.KILL_TREE_SCRIPT] for r in agent.requests)
+
+
 # ------------------------------------------------------------------ error classes
 
 

@@ -180,6 +180,7 @@ try:
         VirtQgaError,
     )
     from virt_qga.exitcodes import ExitCode
+    from virt_qga.outcome import State
     from virt_qga.retry import call_with, transient
     from virt_qga.transport.libvirt import LibvirtTransport
     from virt_qga.workflows import exec as gexec
@@ -312,10 +313,13 @@ class Connection(ConnectionBase):  # type: ignore[misc]  # ansible-core ships no
             result = gexec.wait(agent, pid, timeout=max(0.001, deadline - (time.monotonic() - started)),
                                 capture="both", started=started)
         except OperationError as exc:
-            if exc.exit_code == ExitCode.EXEC_TIMEOUT:
+            if exc.state == State.RUNNING:  # past our deadline, or our wait was interrupted
                 killed = self._kill(pid)
-                raise AnsibleError(f"{self._label}: the command did not finish within {deadline:.1f} s "
-                                   f"({why}); it was killed in the guest ({killed})") from None
+                if exc.exit_code == ExitCode.EXEC_TIMEOUT:
+                    raise AnsibleError(f"{self._label}: the command did not finish within {deadline:.1f} s "
+                                       f"({why}); it was killed in the guest ({killed})") from None
+                raise AnsibleError(f"{self._label}: interrupted; the command was killed in the guest "
+                                   f"({killed})") from None
             raise self._failure(f"lost track of the command (pid {pid})", exc) from None
         except VirtQgaError as exc:
             raise self._failure(f"lost track of the command (pid {pid})", exc) from None
@@ -353,7 +357,8 @@ class Connection(ConnectionBase):  # type: ignore[misc]  # ansible-core ships no
         res = gexec.run(agent, ["/bin/sh", "-c", MKTEMP], timeout=agent.timeout)
         path = res.stdout.decode("utf-8", "replace").strip()
         if res.status != 0 or not path.startswith("/") or "\n" in path:
-            raise OperationError(f"cannot create a temporary file in the guest (mktemp status {res.status})")
+            raise OperationError(f"cannot create a temporary file in the guest (mktemp status {res.status})",
+                                 state=State.UNCHANGED)
         try:
             chunk = gfiles.write_chunk_size(agent.transport.kind, agent.transport.max_request_bytes)
             with gfiles.guest_file(agent, path, "w") as handle:
@@ -362,7 +367,7 @@ class Connection(ConnectionBase):  # type: ignore[misc]  # ansible-core ships no
                     reply = agent.file_write(handle, base64.b64encode(piece).decode("ascii"))
                     if int(reply.get("count", -1)) != len(piece):
                         raise OperationError(f"short write to {path}: {reply.get('count')} of "
-                                             f"{len(piece)} bytes")
+                                             f"{len(piece)} bytes", state=State.FAILED)
         except BaseException:
             self._remove_quietly(path)
             raise
