@@ -23,7 +23,8 @@ from virt_qga.lab import LabGuest
 
 pytestmark = needs_ansible
 
-MARKER = "qga-no-log-marker-5d1c"
+#: Printed by the guest ($((6 * 7)) is evaluated there), so it is never in a command line.
+MARKER = "qga-no-log-marker-42"
 
 
 def test_modules_run_in_the_python_guest(tmp_path: Path, python_guest: LabGuest) -> None:
@@ -48,8 +49,10 @@ def test_modules_run_in_the_python_guest(tmp_path: Path, python_guest: LabGuest)
          "ignore_errors": True},
         {"name": "the module process itself killed", "ansible.builtin.shell": "kill -KILL $PPID",
          "register": "modkill", "ignore_errors": True},
-        {"name": "output that must not be logged", "ansible.builtin.command": f"echo {MARKER}",
-         "no_log": True, "register": "secret"},
+        {"name": "output that must not be logged", "no_log": True, "register": "secret",
+         "ansible.builtin.shell": "echo qga-no-log-marker-$((6 * 7))"},
+        {"name": "raw output that must not be logged", "no_log": True, "register": "raw_secret",
+         "ansible.builtin.raw": "echo qga-no-log-marker-$((6 * 7))"},
     ]
     proc, res = play(tmp_path, {host: libvirt_host(python_guest)}, tasks, extra=["-vvvv"])
     assert proc.returncode == 0, explain(proc)
@@ -69,7 +72,7 @@ def test_modules_run_in_the_python_guest(tmp_path: Path, python_guest: LabGuest)
     assert r["sig"]["failed"] is True and r["sig"]["rc"] == 128 + 15
     # python died of SIGKILL under the module: Ansible reports a module failure with 128+9
     assert r["modkill"]["failed"] is True and r["modkill"]["rc"] == 128 + 9, r["modkill"]
-    assert r["secret"]["changed"] is True
+    assert r["secret"]["changed"] is True and r["raw_secret"]["changed"] is True
     assert MARKER not in proc.stdout + proc.stderr, "guest output reached the log at -vvvv"
 
 
