@@ -18,6 +18,7 @@ SHA-256 is checked in the guest. Wall time is ansible-playbook's, process start 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 import statistics
@@ -214,11 +215,9 @@ def main() -> None:
     from virt_qga.agent import GuestAgent
     from virt_qga.lab import Lab
 
-    try:
-        import ansible_collections.community.libvirt  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("ansible_collections.community.libvirt") is None:
         raise SystemExit("bench.ansible_connection needs community.libvirt: "
-                         "pip install -c constraints.txt -e '.[test,bench]'") from None
+                         "pip install -c constraints.txt -e '.[test,bench]'")
     rounds = int(os.environ.get("BENCH_ANSIBLE_ROUNDS", "2"))
     report = Report("ansible_connection")
     lab = Lab()

@@ -30,7 +30,12 @@ def test_stdin_capacity_is_what_start_enforces() -> None:
     assert gexec.stdin_capacity(sock, argv) > 35 * 1024 * 1024
 
     calls: list[Any] = []
-    lib.exec = lambda *a, **kw: calls.append(kw) or {"pid": 7}
+
+    def fake_exec(*args: Any, **kwargs: Any) -> dict[str, int]:
+        calls.append(kwargs)
+        return {"pid": 7}
+
+    lib.exec = fake_exec
     with pytest.raises(BadInputError, match="at most"):
         gexec.start(lib, argv, stdin=b"x" * (cap + 1))
     assert not calls, "refused before anything was sent"

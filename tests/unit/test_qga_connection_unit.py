@@ -20,17 +20,15 @@ pytest.importorskip("ansible")
 
 from ansible.errors import AnsibleConnectionFailure, AnsibleError
 from ansible.playbook.play_context import PlayContext
-from ansible.plugins.loader import connection_loader, init_plugin_loader
+from ansible.plugins.loader import connection_loader
 
+from tests.unit.collection_loader import collection_loader  # noqa: F401  (autouse fixture)
 from virt_qga.errors import (
     AgentNotConnectedError,
     CommandNotSupportedError,
     GuestError,
 )
 from virt_qga.workflows import exec as gexec
-
-COLLECTIONS = Path(__file__).resolve().parents[2] / "ansible"
-init_plugin_loader([str(COLLECTIONS)])
 
 MARKER = b"guest-secret-output-7f3a"
 
@@ -156,6 +154,14 @@ def connect(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., tuple[Any
     assert not [m for m in shown if MARKER.decode() in m], "guest output reached the display"
 
 
+def recorder(seen: list[Any], what: Callable[[list[str], bytes], Any]) -> Program:
+    """A program that exits 0 and appends ``what(argv, stdin)`` to ``seen``."""
+    def program(argv: list[str], stdin: bytes) -> dict[str, Any]:
+        seen.append(what(argv, stdin))
+        return {"exitcode": 0}
+    return program
+
+
 def ok(stdout: bytes = b"", stderr: bytes = b"", **extra: Any) -> Program:
     return lambda argv, stdin: {"exitcode": 0, "stdout": stdout, "stderr": stderr, **extra}
 
@@ -192,7 +198,7 @@ def test_output_at_the_agent_cap_counts_as_truncated(connect: Any) -> None:
 
 def test_small_stdin_goes_inside_the_request(connect: Any) -> None:
     seen: list[bytes] = []
-    conn, agent = connect(lambda argv, stdin: seen.append(stdin) or {"exitcode": 0})
+    conn, agent = connect(recorder(seen, lambda argv, stdin: stdin))
     payload = b"#!/usr/bin/python\n" + b"x" * 1000
     conn.exec_command("/usr/bin/python3", in_data=payload)
     assert seen == [payload]
@@ -201,7 +207,7 @@ def test_small_stdin_goes_inside_the_request(connect: Any) -> None:
 
 def test_oversized_stdin_goes_through_a_private_guest_file(connect: Any) -> None:
     seen: list[list[str]] = []
-    conn, agent = connect(lambda argv, stdin: seen.append(argv) or {"exitcode": 0})
+    conn, agent = connect(recorder(seen, lambda argv, stdin: argv))
     payload = bytes(range(256)) * 1200  # 300 KiB of binary: over libvirt's ~140 KiB
     assert len(payload) > gexec.stdin_capacity(agent, ["/bin/sh", "-c", "x"])
     assert conn.exec_command("/usr/bin/python3", in_data=payload)[0] == 0
@@ -216,7 +222,7 @@ def test_oversized_stdin_goes_through_a_private_guest_file(connect: Any) -> None
 
 def test_same_stdin_fits_over_the_socket(connect: Any) -> None:
     seen: list[bytes] = []
-    conn, agent = connect(lambda argv, stdin: seen.append(stdin) or {"exitcode": 0}, kind="socket")
+    conn, agent = connect(recorder(seen, lambda argv, stdin: stdin), kind="socket")
     payload = b"y" * (300 * 1024)
     conn.exec_command("/usr/bin/python3", in_data=payload)
     assert seen == [payload] and not agent.files
@@ -251,7 +257,7 @@ def test_interrupted_wait_kills_the_command(connect: Any) -> None:
 
     conn, agent = connect(lambda argv, stdin: {"running": True})
     calls = {"n": 0}
-    real = agent.exec_status
+    real: Callable[[int], dict[str, Any]] = agent.exec_status
 
     def status(pid: int) -> dict[str, Any]:
         calls["n"] += 1
@@ -259,7 +265,7 @@ def test_interrupted_wait_kills_the_command(connect: Any) -> None:
             raise TaskTimeout()
         return real(pid)
 
-    agent.exec_status = status  # type: ignore[method-assign]
+    agent.exec_status = status
     with pytest.raises(TaskTimeout):
         conn.exec_command("sleep 1000")
     assert any(r["argv"][:3] == ["/bin/sh", "-c", gexec.KILL_TREE_SCRIPT] for r in agent.requests)
@@ -267,7 +273,7 @@ def test_interrupted_wait_kills_the_command(connect: Any) -> None:
 
 def test_ctrl_c_kills_the_command(connect: Any) -> None:
     conn, agent = connect(lambda argv, stdin: {"running": True})
-    real = agent.exec_status
+    real: Callable[[int], dict[str, Any]] = agent.exec_status
     calls = {"n": 0}
 
     def status(pid: int) -> dict[str, Any]:
@@ -276,7 +282,7 @@ def test_ctrl_c_kills_the_command(connect: Any) -> None:
             raise KeyboardInterrupt
         return real(pid)
 
-    agent.exec_status = status  # type: ignore[method-assign]
+    agent.exec_status = status
     with pytest.raises(AnsibleError, match="interrupted; the command was killed in the guest"):
         conn.exec_command("sleep 1000")
     assert any(r["argv"][:3] == ["/bin/sh", "-c", gexec.KILL_TREE_SCRIPT] for r in agent.requests)
@@ -291,14 +297,14 @@ def test_agent_gone_is_unreachable_a_refusal_is_a_task_error(connect: Any) -> No
     def gone(*a: Any, **k: Any) -> Any:
         raise AgentNotConnectedError("guest agent is not responding", command="guest-exec")
 
-    agent.exec = gone  # type: ignore[method-assign]
+    agent.exec = gone
     with pytest.raises(AnsibleConnectionFailure):
         conn.exec_command("true")
 
     def disabled(*a: Any, **k: Any) -> Any:
         raise CommandNotSupportedError("command guest-exec is disabled in this agent", command="guest-exec")
 
-    agent.exec = disabled  # type: ignore[method-assign]
+    agent.exec = disabled
     with pytest.raises(AnsibleError) as info:
         conn.exec_command("true")
     assert not isinstance(info.value, AnsibleConnectionFailure)

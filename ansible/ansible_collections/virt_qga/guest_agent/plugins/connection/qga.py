@@ -208,7 +208,7 @@ MKTEMP = 'umask 077 && mktemp "${TMPDIR:-/tmp}/.ansible-qga-stdin.XXXXXXXXXX"'
 KILL_MARGIN = 2.0
 
 
-class Connection(ConnectionBase):  # type: ignore[misc]  # ansible-core ships no type hints
+class Connection(ConnectionBase):
     """Tasks in a guest through its agent (see DOCUMENTATION)."""
 
     transport = "virt_qga.guest_agent.qga"
@@ -231,11 +231,11 @@ class Connection(ConnectionBase):  # type: ignore[misc]  # ansible-core ships no
         if VIRT_QGA_IMPORT_ERROR is not None:
             raise AnsibleError("the virt_qga.guest_agent.qga connection needs the virt-qga Python package on "
                                f"the control node (pip install virt-qga): {VIRT_QGA_IMPORT_ERROR}")
-        domain = self.get_option("remote_addr")
-        sock = self.get_option("socket")
-        uri = self.get_option("uri")
-        reply_timeout = _positive(self.get_option("reply_timeout"), "reply_timeout")
-        wait = _positive(self.get_option("timeout"), "timeout")
+        domain = _option(self, "remote_addr")
+        sock = _option(self, "socket")
+        uri = _option(self, "uri")
+        reply_timeout = _positive(_option(self, "reply_timeout"), "reply_timeout")
+        wait = _positive(_option(self, "timeout"), "timeout")
         self._label = str(domain or sock)
         where = f"socket {sock}" if sock else f"libvirt {uri}"
         display.vvv(f"ESTABLISH QGA CONNECTION TO {self._label} ({where})", host=self._label)
@@ -260,6 +260,11 @@ class Connection(ConnectionBase):  # type: ignore[misc]  # ansible-core ships no
         self._agent = agent
         self._connected = True
         return self
+
+    def _ensure_connected(self) -> None:
+        """What ConnectionBase's ensure_connect decorator does for the abstract methods."""
+        if not self._connected:
+            self._connect()
 
     def reset(self) -> None:
         """Forget the agent (and its cached capabilities); the next command reconnects.
@@ -289,7 +294,7 @@ class Connection(ConnectionBase):  # type: ignore[misc]  # ansible-core ships no
 
     def exec_command(self, cmd: str, in_data: bytes | None = None,
                      sudoable: bool = True) -> tuple[int, bytes, bytes]:
-        super().exec_command(cmd, in_data=in_data, sudoable=sudoable)
+        self._ensure_connected()
         agent = self._agent
         display.vvv(f"EXEC {cmd}", host=self._label)
         deadline, why = self._command_deadline()
@@ -342,7 +347,7 @@ class Connection(ConnectionBase):  # type: ignore[misc]  # ansible-core ships no
     def _command_deadline(self) -> tuple[float, str]:
         """Seconds the command may run: command_timeout, or less when the task's own
         ``timeout`` (an alarm set by ansible-core around the whole task) ends earlier."""
-        limit = _positive(self.get_option("command_timeout"), "command_timeout")
+        limit = _positive(_option(self, "command_timeout"), "command_timeout")
         why = "command_timeout"
         left = signal.getitimer(signal.ITIMER_REAL)[0]
         if left > 0:
@@ -394,7 +399,7 @@ class Connection(ConnectionBase):  # type: ignore[misc]  # ansible-core ships no
     # ------------------------------------------------------------------ files
 
     def put_file(self, in_path: str, out_path: str) -> None:
-        super().put_file(in_path, out_path)
+        self._ensure_connected()
         display.vvv(f"PUT {in_path} TO {out_path}", host=self._label)
         if not os.path.isfile(in_path):
             raise AnsibleFileNotFound(f"file or module does not exist: {in_path}")
@@ -406,7 +411,7 @@ class Connection(ConnectionBase):  # type: ignore[misc]  # ansible-core ships no
                     f"sha256 verified by {res.verify_method}", host=self._label)
 
     def fetch_file(self, in_path: str, out_path: str) -> None:
-        super().fetch_file(in_path, out_path)
+        self._ensure_connected()
         display.vvv(f"FETCH {in_path} TO {out_path}", host=self._label)
         try:
             res = gfiles.pull(self._agent, in_path, out_path, force=True)
@@ -442,6 +447,12 @@ def agent_gone(exc: BaseException) -> bool:
             return True
         cur = cur.__cause__
     return False
+
+
+def _option(plugin: t.Any, name: str) -> t.Any:
+    """``plugin.get_option(name)``: ansible-core leaves it unannotated (the option's type
+    comes from DOCUMENTATION at run time)."""
+    return plugin.get_option(name)
 
 
 def _positive(value: t.Any, name: str) -> float:

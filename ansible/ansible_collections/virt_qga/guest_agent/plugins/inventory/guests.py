@@ -206,22 +206,29 @@ def addresses(interfaces: list[dict[str, t.Any]]) -> list[str]:
     return out
 
 
-class InventoryModule(BaseInventoryPlugin, Constructable):  # type: ignore[misc]  # no hints in ansible-core
+def _option(plugin: t.Any, name: str) -> t.Any:
+    """``plugin.get_option(name)``: ansible-core leaves it unannotated."""
+    return plugin.get_option(name)
+
+
+class InventoryModule(BaseInventoryPlugin, Constructable):
     """See DOCUMENTATION."""
 
     NAME = "virt_qga.guest_agent.guests"
 
     def verify_file(self, path: str) -> bool:
-        return bool(super().verify_file(path)) and path.endswith(("virt_qga.yml", "virt_qga.yaml"))
+        base: t.Any = super()
+        return bool(base.verify_file(path)) and path.endswith(("virt_qga.yml", "virt_qga.yaml"))
 
     def parse(self, inventory: t.Any, loader: t.Any, path: str, cache: bool = True) -> None:
         super().parse(inventory, loader, path, cache)
-        self._read_config_data(path)
+        plugin: t.Any = self  # ansible-core's plugin helpers are unannotated
+        plugin._read_config_data(path)
         if VIRT_QGA_IMPORT_ERROR is not None:
             raise AnsibleParserError("the virt_qga.guest_agent.guests inventory needs the virt-qga Python "
                                      f"package (pip install virt-qga): {VIRT_QGA_IMPORT_ERROR}")
-        strict = bool(self.get_option("strict"))
-        for uri, name in parse_uris(self.get_option("uris") or []):
+        strict = bool(_option(self, "strict"))
+        for uri, name in parse_uris(_option(self, "uris") or []):
             try:
                 domains = self._domains(uri)
             except VirtQgaError as exc:
@@ -237,10 +244,10 @@ class InventoryModule(BaseInventoryPlugin, Constructable):  # type: ignore[misc]
         conn = open_connection(uri, fresh=True)
         try:
             listed = [(dom, domain_state(dom)) for dom in conn.listAllDomains(0)]
-            if self.get_option("running_only"):
+            if _option(self, "running_only"):
                 listed = [(dom, state) for dom, state in listed if state == "running"]
-            timeout = float(self.get_option("timeout"))
-            ask = bool(self.get_option("agent_facts"))
+            timeout = float(_option(self, "timeout"))
+            ask = bool(_option(self, "agent_facts"))
 
             def record(item: tuple[t.Any, str]) -> dict[str, t.Any]:
                 dom, state = item
@@ -252,7 +259,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable):  # type: ignore[misc]
                     out["virt_qga_agent_error"] = f"domain is {state}"
                 return out
 
-            workers = max(1, min(int(self.get_option("workers")), len(listed) or 1))
+            workers = max(1, min(int(_option(self, "workers")), len(listed) or 1))
             with ThreadPoolExecutor(max_workers=workers) as pool:
                 return list(pool.map(record, listed))
         finally:
@@ -262,12 +269,14 @@ class InventoryModule(BaseInventoryPlugin, Constructable):  # type: ignore[misc]
                 pass
 
     def _add(self, record: dict[str, t.Any], uri: str, hv: str, strict: bool) -> None:
+        inventory = self.inventory
+        assert inventory is not None, "parse() sets it"
         domain = record.pop("name")
-        host = domain if domain not in self.inventory.hosts else f"{domain}_{hv}"
+        host = domain if domain not in inventory.hosts else f"{domain}_{hv}"
         if host != domain:
             display.warning(f"virt_qga.guest_agent.guests: domain {domain} exists on more than one "
                             f"hypervisor; the one on {hv} is host {host}")
-        self.inventory.add_host(host)
+        inventory.add_host(host)
         variables = {
             "ansible_connection": CONNECTION,
             "ansible_virt_qga_uri": uri,
@@ -276,7 +285,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable):  # type: ignore[misc]
             **record,
         }
         for key, value in variables.items():
-            self.inventory.set_variable(host, key, value)
+            inventory.set_variable(host, key, value)
         groups = [group_name("hv", hv), group_name("state", record["virt_qga_state"])]
         os_id = (record.get("virt_qga_os") or {}).get("id")
         if os_id:
@@ -284,9 +293,12 @@ class InventoryModule(BaseInventoryPlugin, Constructable):  # type: ignore[misc]
         if record.get("virt_qga_agent"):
             groups.append("virt_qga_agent")
         for group in groups:
-            self.inventory.add_group(group)
-            self.inventory.add_child(group, host)
-        hostvars = self.inventory.get_host(host).get_vars()
-        self._set_composite_vars(self.get_option("compose"), hostvars, host, strict=strict)
-        self._add_host_to_composed_groups(self.get_option("groups"), hostvars, host, strict=strict)
-        self._add_host_to_keyed_groups(self.get_option("keyed_groups"), hostvars, host, strict=strict)
+            inventory.add_group(group)
+            inventory.add_child(group, host)
+        added = inventory.get_host(host)
+        assert added is not None, "just added"
+        hostvars = added.get_vars()
+        plugin: t.Any = self  # the constructed helpers are unannotated
+        plugin._set_composite_vars(_option(self, "compose"), hostvars, host, strict=strict)
+        plugin._add_host_to_composed_groups(_option(self, "groups"), hostvars, host, strict=strict)
+        plugin._add_host_to_keyed_groups(_option(self, "keyed_groups"), hostvars, host, strict=strict)
