@@ -269,8 +269,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable):
                 pass
 
     def _add(self, record: dict[str, t.Any], uri: str, hv: str, strict: bool) -> None:
-        inventory = self.inventory
-        assert inventory is not None, "parse() sets it"
+        inventory: t.Any = self.inventory  # set by parse(); InventoryData
         domain = record.pop("name")
         host = domain if domain not in inventory.hosts else f"{domain}_{hv}"
         if host != domain:
@@ -295,9 +294,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable):
         for group in groups:
             inventory.add_group(group)
             inventory.add_child(group, host)
-        added = inventory.get_host(host)
-        assert added is not None, "just added"
-        hostvars = added.get_vars()
+        hostvars = inventory.get_host(host).get_vars()
         plugin: t.Any = self  # the constructed helpers are unannotated
         plugin._set_composite_vars(_option(self, "compose"), hostvars, host, strict=strict)
         plugin._add_host_to_composed_groups(_option(self, "groups"), hostvars, host, strict=strict)
