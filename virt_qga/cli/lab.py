@@ -15,6 +15,7 @@ from typing import Any
 import click
 
 from virt_qga.cli.context import emit, get_ctx, info
+from virt_qga.lab.flavours import DEFAULT_FLAVOUR, FLAVOURS
 from virt_qga.lab.stacks import HOST, STACK_NAMES
 
 STACK_HELP = "Host stack of the libvirt guests: host (session-mode libvirt of this machine) or " \
@@ -65,9 +66,16 @@ def lab(json_: bool) -> None:
 @click.option("--kvm", is_flag=True, help="Use KVM instead of TCG (does not work on every host).")
 @click.option("--timeout", default=60.0, show_default=True, help="Seconds to wait for the agents.")
 @click.option("--stack", type=click.Choice(STACK_NAMES), default=HOST, show_default=True, help=STACK_HELP)
+@click.option(
+    "--flavour",
+    type=click.Choice(FLAVOURS),
+    default=DEFAULT_FLAVOUR,
+    show_default=True,
+    help="Guest userland: busybox only, or busybox plus Debian 12's Python 3 (for Ansible modules).",
+)
 def up(
     count: int, agent: str, plain: bool, name: str | None, no_agent_channel: bool, kvm: bool, timeout: float,
-    stack: str,
+    stack: str, flavour: str,
 ) -> None:
     """Build what is needed (cached), boot guests, wait until each agent answers."""
     from virt_qga.lab.manager import stack_for
@@ -76,7 +84,7 @@ def up(
     lab_ = _lab(stack)
     start = time.monotonic()
     log = get_ctx().verbosity >= 0 and not get_ctx().json
-    lab_.build(agent=agent, log=log)
+    lab_.build(agent=agent, log=log, flavour=flavour)
     if not plain:
         lab_.build_stack(log=log)
     guests = lab_.up(
@@ -88,6 +96,7 @@ def up(
         kvm=kvm,
         timeout=timeout,
         stack=stack,
+        flavour=flavour,
     )
     elapsed = time.monotonic() - start
     data = {"uri": lab_.uri, "stack": stack, "seconds": round(elapsed, 2),
@@ -99,7 +108,9 @@ def up(
                 reach = f"agent socket {g['socket'] or '(none)'}  qmp {g['qmp']}"
             else:
                 reach = f"libvirt domain {g['name']} on stack {g['stack']}"
-            click.echo(f"{g['name']}  ({g['kind']}, qemu-ga {g['agent']}, pid {g['pid']})  {reach}")
+            click.echo(
+                f"{g['name']}  ({g['kind']}, {g['flavour']}, qemu-ga {g['agent']}, pid {g['pid']})  {reach}"
+            )
         if any(g["kind"] == "libvirt" for g in d["guests"]):
             click.echo(f"libvirt URI: {d['uri']}")
         flag = "" if d["stack"] == HOST else f" --stack {d['stack']}"
@@ -182,21 +193,29 @@ def env(stack: str) -> None:
 @click.option("--stack", type=click.Choice([*STACK_NAMES, "all"]), default=HOST, show_default=True,
               help="Also build a root stack's root (debian13, or all).")
 @click.option("--refresh", is_flag=True, help="Fetch fresh apt lists first (picks up new package versions).")
-def build_cmd(agent: str, stack: str, refresh: bool) -> None:
+@click.option(
+    "--flavour",
+    type=click.Choice(FLAVOURS),
+    default=DEFAULT_FLAVOUR,
+    show_default=True,
+    help="Guest userland (see lab up).",
+)
+def build_cmd(agent: str, stack: str, refresh: bool, flavour: str) -> None:
     """Build (or check the cache of) the guest kernel, initramfs, data disk and stack roots."""
     lab_ = _lab()
     agents = ["7.2", "10.0"] if agent == "all" else [agent]
     stacks = [s for s in STACK_NAMES if s != HOST] if stack == "all" else [s for s in [stack] if s != HOST]
     start = time.monotonic()
     log = not get_ctx().json
-    out = [vars(lab_.build(agent=a, refresh=refresh and i == 0, log=log)) for i, a in enumerate(agents)]
+    out = [vars(lab_.build(agent=a, refresh=refresh and i == 0, log=log, flavour=flavour))
+           for i, a in enumerate(agents)]
     roots = [vars(lab_.build_stack(s, log=log)) for s in stacks]
     data = {"seconds": round(time.monotonic() - start, 2), "images": out, "roots": roots}
 
     def human(d: dict[str, Any]) -> None:
         for m in d["images"]:
             click.echo(
-                f"qemu-ga {m['agent_version']}: {m['initrd']} "
+                f"qemu-ga {m['agent_version']} ({m['flavour']}): {m['initrd']} "
                 f"(kernel {m['kernel_version']}, fsprobe {m['fsprobe']})"
             )
         for r in d["roots"]:

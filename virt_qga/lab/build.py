@@ -24,9 +24,12 @@ import shutil
 import stat
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
+from virt_qga.lab import flavours
 from virt_qga.lab.apt import PrivateApt, require_tools
 from virt_qga.lab.errors import LabError
 from virt_qga.lab.paths import LabPaths
@@ -91,6 +94,7 @@ class Manifest:
     data_base: str
     fsprobe: str  # "static" (the C probe) or "busybox-fallback"
     stamp: str = ""  # see _stamp(): unchanged stamp + existing files = nothing to check
+    flavour: str = flavours.DEFAULT_FLAVOUR  # see virt_qga.lab.flavours
 
     def complete(self) -> bool:
         return all(Path(p).exists() for p in (self.kernel, self.initrd, self.data_base))
@@ -110,18 +114,23 @@ def check_agent(agent: str) -> None:
         raise LabError(f"unknown agent version {agent!r}; choose one of {', '.join(AGENTS)}")
 
 
-def build(paths: LabPaths, agent: str = "7.2", refresh: bool = False, log: bool = False) -> Manifest:
-    """Make sure kernel, initramfs for ``agent`` and the base data disk exist; return the manifest."""
+def build(paths: LabPaths, agent: str = "7.2", refresh: bool = False, log: bool = False,
+          flavour: str = flavours.DEFAULT_FLAVOUR) -> Manifest:
+    """Make sure kernel, initramfs for ``agent`` (and ``flavour``) and the base data disk
+    exist; return the manifest."""
     check_agent(agent)
+    flavours.check_flavour(flavour)
+    tag = flavours.image_tag(agent, flavour)
+    manifest_path = paths.manifest(tag)
     require_tools(BUILD_TOOLS)
     paths.images.mkdir(parents=True, exist_ok=True)
     _make_world_readable(paths.root)
     apt = PrivateApt(paths)
     apt.ensure_lists(refresh=refresh)
-    stamp = _stamp(paths, agent)
-    if not refresh and paths.manifest(agent).exists():
+    stamp = _stamp(paths, tag)
+    if not refresh and manifest_path.exists():
         try:
-            cached = Manifest.load(paths.manifest(agent))
+            cached = Manifest.load(manifest_path)
         except (OSError, ValueError, TypeError):
             cached = None
         if cached is not None and cached.stamp == stamp and cached.complete():
@@ -141,7 +150,7 @@ def build(paths: LabPaths, agent: str = "7.2", refresh: bool = False, log: bool 
     fsprobe_bin, fsprobe_kind = _fsprobe(paths)
     data_base = _data_disk(paths)
 
-    inputs = {
+    inputs: dict[str, Any] = {
         "kernel": f"{kernel_pkg}={kernel_ver}",
         "agent": agent_ver,
         "userland": sorted(f"{p}={v}" for p, v in userland.items()),
@@ -158,14 +167,19 @@ def build(paths: LabPaths, agent: str = "7.2", refresh: bool = False, log: bool 
             )
         ],
     }
+    extra = flavours.inputs(apt, flavour)
+    if extra:  # the busybox flavour keeps its historical key
+        inputs["flavour"] = extra
     key = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
-    initrd = paths.images / f"initramfs-{agent}-{key}.img"
+    initrd = paths.images / f"initramfs-{tag}-{key}.img"
     if not initrd.exists():
         if log:
-            print(f"virt-qga lab: building initramfs for qemu-ga {agent_ver}", file=sys.stderr, flush=True)
-        _initramfs(paths, initrd, kdir, list(debs.values()), fsprobe_bin)
-        for old in paths.images.glob(f"initramfs-{agent}-*.img"):
-            if old != initrd:
+            print(f"virt-qga lab: building initramfs for qemu-ga {agent_ver} ({flavour})", file=sys.stderr,
+                  flush=True)
+        _initramfs(paths, initrd, kdir, list(debs.values()), fsprobe_bin,
+                   stage=lambda root: flavours.stage(apt, flavour, root))
+        for old in paths.images.glob(f"initramfs-{tag}-*.img"):
+            if old != initrd and re.fullmatch(rf"initramfs-{re.escape(tag)}-[0-9a-f]{{16}}\.img", old.name):
                 old.unlink(missing_ok=True)
     manifest = Manifest(
         agent=agent,
@@ -177,8 +191,9 @@ def build(paths: LabPaths, agent: str = "7.2", refresh: bool = False, log: bool 
         data_base=str(data_base),
         fsprobe=fsprobe_kind,
         stamp=stamp,
+        flavour=flavour,
     )
-    manifest.save(paths.manifest(agent))
+    manifest.save(manifest_path)
     return manifest
 
 
@@ -320,8 +335,10 @@ def _sha(path: Path) -> str:
 # ---------------------------------------------------------------- initramfs
 
 
-def _initramfs(paths: LabPaths, out: Path, kdir: Path, debs: list[Path], fsprobe: Path) -> None:
-    """Stage the guest's root from the unpacked ``debs`` (its release's userland) and pack it."""
+def _initramfs(paths: LabPaths, out: Path, kdir: Path, debs: list[Path], fsprobe: Path,
+               stage: Callable[[Path], None] | None = None) -> None:
+    """Stage the guest's root from the unpacked ``debs`` (its release's userland), add the
+    flavour's files (``stage``), and pack it."""
     with tempfile.TemporaryDirectory(dir=paths.images) as tmp:
         unpack = Path(tmp) / "unpack"
         root = Path(tmp) / "root"
@@ -379,6 +396,8 @@ def _initramfs(paths: LabPaths, out: Path, kdir: Path, debs: list[Path], fsprobe
         _write(root / "etc/fstab", "", 0o644)
         (root / "root").chmod(0o700)
         (root / "tmp").chmod(0o1777)
+        if stage is not None:  # the guest flavour's own files (virt_qga.lab.flavours)
+            stage(root)
 
         _smoke_test(root)
         data = gzip.compress(newc_archive(root), compresslevel=6, mtime=0)

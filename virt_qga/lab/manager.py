@@ -32,6 +32,7 @@ from virt_qga.lab.agentping import socket_command
 from virt_qga.lab.build import Manifest, build, check_agent
 from virt_qga.lab.domain import DomainSpec, agent_from_xml, domain_xml
 from virt_qga.lab.errors import SETUP_HINT, LabError
+from virt_qga.lab.flavours import DEFAULT_FLAVOUR, check_flavour
 from virt_qga.lab.mountns import host_mounts_under
 from virt_qga.lab.paths import LabPaths, default_root
 from virt_qga.lab.plain import PlainSpec, qemu_argv
@@ -60,6 +61,7 @@ class LabGuest:
     pid: int | None  # QEMU pid when known
     agent_channel: bool = True
     stack: str = HOST  # host stack of a libvirt guest ("host" for plain guests)
+    flavour: str = DEFAULT_FLAVOUR  # see virt_qga.lab.flavours
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -222,10 +224,11 @@ class Lab:
             raise LabError(f"missing on this host: {', '.join(missing)}; {SETUP_HINT}")
 
     @_os_errors
-    def build(self, agent: str = "7.2", refresh: bool = False, log: bool = False) -> Manifest:
-        """Cached build of kernel, initramfs (for ``agent``) and base data disk."""
+    def build(self, agent: str = "7.2", refresh: bool = False, log: bool = False,
+              flavour: str = DEFAULT_FLAVOUR) -> Manifest:
+        """Cached build of kernel, initramfs (for ``agent`` and ``flavour``) and base data disk."""
         with self._locked():
-            return build(self.paths, agent, refresh=refresh, log=log)
+            return build(self.paths, agent, refresh=refresh, log=log, flavour=flavour)
 
     @_os_errors
     def build_stack(self, stack: str | None = None, refresh: bool = False,
@@ -382,14 +385,17 @@ class Lab:
         wait: bool = True,
         timeout: float = 60.0,
         stack: str | None = None,
+        flavour: str = DEFAULT_FLAVOUR,
     ) -> list[LabGuest]:
         """Boot ``count`` guests (reusing running ones of the same names) and wait for their agents.
 
         Names: ``name`` when count is 1 and a name is given, else ``<prefix>-<i>``
-        with the prefix ``name`` or ``lab-<agent>`` / ``lab-plain-<agent>``.
+        with the prefix ``name`` or ``lab-<agent>`` / ``lab-plain-<agent>`` (``lab-python-<agent>``
+        / ``lab-plain-python-<agent>`` for the python flavour).
         ``stack`` (default: this lab's) runs libvirt guests; plain guests have none.
         """
         check_agent(agent)
+        check_flavour(flavour)
         stack = stack_for(plain, stack) or self.stack
         check_stack(stack)
         if count < 1:
@@ -397,7 +403,7 @@ class Lab:
         self.preflight(plain, stack)
         kind = "plain" if plain else "libvirt"
         with self._locked():
-            manifest = build(self.paths, agent)
+            manifest = build(self.paths, agent, flavour=flavour)
             build_root_for = check_stack(stack)
             if build_root_for is not None:
                 build_root(self.paths, build_root_for)
@@ -405,21 +411,18 @@ class Lab:
             if not plain:
                 self.daemon(stack).prepare_dirs()
                 self._connect(stack)
-            names = self._names(count, agent, plain, name, stack)
+            names = self._names(count, agent, plain, name, stack, flavour)
             guests: list[LabGuest] = []
             to_start: list[str] = []
             for n in names:
                 existing = self._load(n)
                 if existing is not None and self._state(existing) == "running":
-                    if (existing.kind, existing.agent, existing.agent_channel, existing.stack) != (
-                        kind,
-                        agent,
-                        agent_channel,
-                        stack,
-                    ):
+                    if (existing.kind, existing.agent, existing.agent_channel, existing.stack,
+                            existing.flavour) != (kind, agent, agent_channel, stack, flavour):
                         raise LabError(
                             f"guest {n} already runs ({existing.kind}, agent {existing.agent}, "
-                            f"channel {'on' if existing.agent_channel else 'off'}, stack {existing.stack}); "
+                            f"{existing.flavour}, channel {'on' if existing.agent_channel else 'off'}, "
+                            f"stack {existing.stack}); "
                             "choose another --name or destroy it"
                         )
                     existing.pid = self._pid(existing)
@@ -440,12 +443,14 @@ class Lab:
             self.wait_ready(guests, timeout)
         return guests
 
-    def _names(self, count: int, agent: str, plain: bool, name: str | None, stack: str = HOST) -> list[str]:
+    def _names(self, count: int, agent: str, plain: bool, name: str | None, stack: str = HOST,
+               flavour: str = DEFAULT_FLAVOUR) -> list[str]:
         if name is not None and count == 1:
             names = [name]
         else:
             on = "" if stack == HOST else f"{stack}-"
-            prefix = name or (f"lab-plain-{agent}" if plain else f"lab-{on}{agent}")
+            tag = agent if flavour == DEFAULT_FLAVOUR else f"{flavour}-{agent}"
+            prefix = name or (f"lab-plain-{tag}" if plain else f"lab-{on}{tag}")
             names = [f"{prefix}-{i}" for i in range(1, count + 1)]
         for n in names:
             if not n or len(n) > 40 or not all(c.isalnum() or c in "-_." for c in n) or n.startswith("."):
@@ -496,6 +501,7 @@ class Lab:
             pid=None,
             agent_channel=agent_channel,
             stack=stack,
+            flavour=manifest.flavour,
         )
         spec = DomainSpec(
             name=name,
@@ -533,6 +539,7 @@ class Lab:
             data_disk=gdir / "data.qcow2",
             pid=None,
             agent_channel=agent_channel,
+            flavour=manifest.flavour,
         )
         spec = PlainSpec(
             name=name,

@@ -217,6 +217,16 @@ def build_env(env: Sequence[str]) -> list[str] | None:
     return out
 
 
+def stdin_capacity(agent: GuestAgent, argv: Sequence[str], *, env: Sequence[str] = (),
+                   cwd: str | None = None) -> int:
+    """Largest stdin (raw bytes) :func:`start` can send with this command on ``agent``'s
+    transport; a caller with more data stages it in a guest file instead."""
+    path, args = build_command(argv, cwd)
+    envl = build_env(env)
+    cap = effective_request_cap(agent.transport.kind, agent.transport.max_request_bytes)
+    return max_stdin_bytes(cap, [path, *args], envl or ())
+
+
 def start(agent: GuestAgent, argv: Sequence[str], *, env: Sequence[str] = (),
           stdin: bytes | None = None, capture: str = "both", cwd: str | None = None) -> int:
     """Start the process; return its guest pid. Nothing is waited for."""
@@ -226,8 +236,7 @@ def start(agent: GuestAgent, argv: Sequence[str], *, env: Sequence[str] = (),
     envl = build_env(env)
     input_data: str | None = None
     if stdin:
-        cap = effective_request_cap(agent.transport.kind, agent.transport.max_request_bytes)
-        limit = max_stdin_bytes(cap, [path, *args], envl or ())
+        limit = stdin_capacity(agent, argv, env=env, cwd=cwd)
         if len(stdin) > limit:
             raise BadInputError(
                 f"stdin is {len(stdin)} bytes; one guest-exec request over {agent.transport.kind} "
@@ -391,6 +400,39 @@ def run_checked(agent: GuestAgent, argv: Sequence[str], *, timeout: float = 60.0
     return res
 
 
+#: Stops guest process $1 and every descendant: collects the tree from /proc/*/stat
+#: (field 4 is the parent; the name in field 2 may hold spaces and parentheses, so the
+#: fields are taken after its last ") "), SIGSTOPs all of it so nothing forks away, then
+#: SIGKILLs it and prints the pids. Only sh builtins, kill and /proc: works on busybox.
+KILL_TREE_SCRIPT = r"""
+all=" $1 "
+changed=1
+while [ "$changed" = 1 ]; do
+  changed=0
+  for d in /proc/[0-9]*; do
+    p=${d#/proc/}
+    case "$all" in *" $p "*) continue ;; esac
+    read -r line 2>/dev/null < "$d/stat" || continue
+    set -- ${line##*) }
+    case "$all" in *" $2 "*) all="$all$p "; changed=1 ;; esac
+  done
+done
+kill -STOP $all 2>/dev/null
+kill -KILL $all 2>/dev/null
+echo $all
+"""
+
+
+def kill_tree(agent: GuestAgent, pid: int, *, timeout: float = 30.0) -> list[int]:
+    """SIGKILL guest process ``pid`` and its descendants (see :data:`KILL_TREE_SCRIPT`);
+    returns the pids signalled. For callers that own a command past its deadline
+    (:func:`wait` leaves it running, as ``virt-qga exec`` promises)."""
+    if pid <= 1:
+        raise BadInputError(f"refusing to kill pid {pid}", field="pid")
+    res = run(agent, ["/bin/sh", "-c", KILL_TREE_SCRIPT, "sh", str(pid)], timeout=timeout)
+    return [int(p) for p in res.stdout.split() if p.isdigit()]
+
+
 def exec_available(agent: GuestAgent) -> bool:
     """True when guest-exec and guest-exec-status are known and enabled."""
     try:
@@ -412,10 +454,12 @@ __all__ = [
     "classify_start_failure",
     "decode_output",
     "exec_available",
+    "kill_tree",
     "max_stdin_bytes",
     "output_limits",
     "run",
     "run_checked",
     "start",
+    "stdin_capacity",
     "wait",
 ]

@@ -138,12 +138,12 @@ directory:
   type: str
   sample: /srv/backup/db01/20261120T021500Z/20261127T021500Z
 level:
-  description: V(full) or V(inc); RV(result.level_reason) says why.
+  description: V(full) or V(inc); the C(level_reason) in RV(result) says why.
   returned: success
   type: str
   sample: inc
 method:
-  description: V(backup-api), V(snapshot) or V(offline); RV(result.method_reason) says why.
+  description: V(backup-api), V(snapshot) or V(offline); the C(method_reason) in RV(result) says why.
   returned: success
   type: str
   sample: backup-api
