@@ -102,3 +102,22 @@ def test_bad_input_is_refused_before_touching_anything(tmp_path: Path, opts: Sna
     if flag:
         assert flag in render_options(ei.value.message, cli_flag)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_find_refuses_a_backup_outside_the_chain_order(tmp_path: Path) -> None:
+    """A backup whose parent is gone is not silently swapped for the chain's newest."""
+    import shutil
+
+    from virt_qga.errors import HostError
+
+    store = wb.Store(tmp_path)
+    a, b, c = "20261101T010000Z", "20261102T010000Z", "20261103T010000Z"
+    _fake_backup(store, "vm", a, a, None)
+    _fake_backup(store, "vm", a, b, a)
+    inc2 = _fake_backup(store, "vm", a, c, b)
+    shutil.rmtree(tmp_path / "vm" / a / b)                 # the missing link
+    with pytest.raises(HostError, match="not in its chain's order"):
+        store.find(inc2)
+    chain, point = store.find(tmp_path / "vm" / a)
+    assert point is None and [x.name for x in chain.backups] == [a]
+
