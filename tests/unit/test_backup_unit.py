@@ -121,3 +121,16 @@ def test_find_refuses_a_backup_outside_the_chain_order(tmp_path: Path) -> None:
     chain, point = store.find(tmp_path / "vm" / a)
     assert point is None and [x.name for x in chain.backups] == [a]
 
+
+def test_blocking_dir_names_the_directory_qemu_cannot_enter(tmp_path: Path) -> None:
+    from virt_qga.workflows.backup.api import blocking_dir
+
+    inner = tmp_path / "closed" / "store"
+    inner.mkdir(parents=True)
+    (tmp_path / "closed").chmod(0o700)
+    tmp_path.chmod(0o755)
+    st = (tmp_path / "closed").stat()
+    other = (st.st_uid + 4242, st.st_gid + 4242)
+    assert blocking_dir(inner, other) == tmp_path / "closed"
+    assert blocking_dir(inner, (0, 0)) is None                     # root enters everything
+    assert blocking_dir(inner, (st.st_uid, st.st_gid)) is None     # the owner may enter

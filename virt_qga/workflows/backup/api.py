@@ -23,7 +23,7 @@ from virt_qga.workflows.backup import images
 from virt_qga.workflows.backup.job import BackupJob
 from virt_qga.workflows.backup.store import CHECKPOINT_XML, DiskRecord
 
-__all__ = ["CHECKPOINT_PREFIX", "run_api"]
+__all__ = ["CHECKPOINT_PREFIX", "blocking_dir", "check_reachable", "run_api"]
 
 #: virt-qga's checkpoints are named after the backup that made them: vqga-<backup name>.
 CHECKPOINT_PREFIX = "vqga-"
@@ -98,11 +98,24 @@ def check_reachable(folder: Path, owner: tuple[int, int]) -> None:
     them must let it through. Say so before the job instead of after a 'Permission denied'."""
     import stat
 
+    blocked = blocking_dir(folder, owner)
+    if blocked is not None:
+        raise BadInputError(
+            f"QEMU runs as uid {owner[0]} and cannot reach the backup store: {blocked} is mode "
+            f"{stat.S_IMODE(blocked.stat().st_mode):03o}. Choose a store below directories it can "
+            f"enter (or give it access), or use {option_ref('method')} snapshot", field="dest")
+
+
+def blocking_dir(folder: Path, owner: tuple[int, int]) -> Path | None:
+    """The first directory from ``folder`` up that user ``owner`` (uid, gid) cannot
+    enter (no search permission), or None when it can reach ``folder``."""
+    import stat
+
     uid, gid = owner
+    if uid == 0:
+        return None
     for d in [folder, *folder.parents]:
         st = d.stat()
-        if uid == 0:
-            return
         if st.st_uid == uid:
             ok = bool(st.st_mode & stat.S_IXUSR)
         elif st.st_gid == gid:
@@ -110,10 +123,8 @@ def check_reachable(folder: Path, owner: tuple[int, int]) -> None:
         else:
             ok = bool(st.st_mode & stat.S_IXOTH)
         if not ok:
-            raise BadInputError(
-                f"QEMU runs as uid {uid} and cannot reach the backup store: {d} is mode "
-                f"{stat.S_IMODE(st.st_mode):03o}. Choose a store below directories it can enter "
-                f"(or give it access), or use {option_ref('method')} snapshot", field="dest")
+            return d
+    return None
 
 
 def undo_job(job: BackupJob, started: bool) -> None:
