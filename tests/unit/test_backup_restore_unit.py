@@ -106,7 +106,7 @@ def test_clone_has_a_new_identity() -> None:
 
 def test_clone_disks_use_the_restored_images_only() -> None:
     root, _changes, warnings, _files = _clone()
-    disks = {d.find("target").get("dev"): d for d in root.findall("./devices/disk")}  # type: ignore[union-attr]
+    disks = {str(d.find("target").get("dev")): d for d in root.findall("./devices/disk")}  # type: ignore[union-attr]
     assert sorted(disks) == ["sda", "vda"]                 # vdb (writable, not backed up) left out
     vda = disks["vda"]
     assert vda.get("type") == "file" and vda.find("backingStore") is None
