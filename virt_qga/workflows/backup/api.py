@@ -131,6 +131,9 @@ def undo_job(job: BackupJob, started: bool) -> None:
     """After a failure: stop our job and drop our checkpoint (best effort; what cannot be
     undone stays in the journal for ``virt-qga recover``)."""
     host = job.host
+    if not host.alive():
+        with contextlib.suppress(VirtQgaError):
+            host.reconnect()  # libvirtd restarted: the job and checkpoint are on the new one
     if started:
         with contextlib.suppress(VirtQgaError):
             if hb.backup_job_running(host):
@@ -139,8 +142,10 @@ def undo_job(job: BackupJob, started: bool) -> None:
                 while hb.backup_job_running(host) and time.monotonic() < deadline:
                     time.sleep(0.1)
     if job.checkpoint:
+        from virt_qga.workflows.backup.recovery import remove_checkpoint
+
         try:
-            hb.delete_checkpoint(host, job.checkpoint)
+            remove_checkpoint(host, job.checkpoint)
         except VirtQgaError as exc:
             job.result.warnings.append(f"could not delete checkpoint {job.checkpoint}: {exc}")
             return

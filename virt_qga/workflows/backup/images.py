@@ -16,7 +16,8 @@ from typing import Any
 
 from virt_qga.errors import HostError
 
-__all__ = ["check", "convert", "create", "data_bytes", "info", "qemu_img", "rebase_unsafe"]
+__all__ = ["bitmaps", "check", "convert", "create", "data_bytes", "info", "qemu_img", "rebase_unsafe",
+           "remove_bitmap"]
 
 #: Deadline of the quick calls (create, info, map, check of a small image).
 QUICK = 120.0
@@ -100,3 +101,14 @@ def rebase_unsafe(path: Path, backing: str | None) -> None:
     if backing:
         args += ["-F", "qcow2"]
     _run([*args, str(path)], QUICK, f"qemu-img rebase {path}")
+
+
+def bitmaps(path: Path) -> list[str]:
+    """Names of the persistent dirty bitmaps stored in a qcow2 image."""
+    data = info(path).get("format-specific", {}).get("data", {})
+    return [str(b.get("name")) for b in data.get("bitmaps") or []]
+
+
+def remove_bitmap(path: Path, name: str) -> None:
+    """Delete a persistent bitmap from an image no QEMU has open (a shut-off domain's)."""
+    _run(["bitmap", "--remove", "-f", "qcow2", str(path), name], QUICK, f"qemu-img bitmap --remove {path}")
