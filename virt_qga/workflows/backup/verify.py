@@ -16,7 +16,8 @@ be restored without them. The rules:
   same parent; every directory with a backup's name holds a readable manifest of this
   chain and domain. A backup outside that order is reported with the reason;
 * **partial directories** (``.NAME.partial``) are reported: a backup being written right
-  now, or one a dead run left (the next ``backup`` or ``virt-qga recover`` removes it).
+  now, or one a dead run left (the next ``backup`` of the domain into the store, or
+  ``virt-qga recover`` when that run's journal names it, removes it).
 
 A backup *passes* when neither it nor any backup before it in its chain has a problem.
 For each backup checked, the result is recorded in ``verify.json`` in its directory
@@ -377,7 +378,7 @@ def _verify_chain(report: VerifyReport, cdir: Path, upto: str | None, timeout: f
         elif d.name.startswith(".") and d.name.endswith(PARTIAL_SUFFIX) and upto is None:
             report.problems.append(Problem(
                 str(d), "partial", "a partial backup: one being written now, or one a run that died "
-                f"left (the next backup of {domain}, or `virt-qga recover {domain}`, removes it)",
+                f"left (the next backup of {domain} into this store removes it)",
                 domain, cdir.name, None))
     chain = next((c for c in Store(cdir.parent.parent).chains(domain) if c.path == cdir), None)
     if chain is None:
