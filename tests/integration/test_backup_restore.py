@@ -66,8 +66,20 @@ def chain(lab: Lab) -> Iterator[Chain]:
             lab.destroy(name)
         except LabError:
             pass
+        _undefine_with_checkpoints(lab, name)
         shutil.rmtree(store, ignore_errors=True)
         shutil.rmtree(state, ignore_errors=True)
+
+
+def _undefine_with_checkpoints(lab: Lab, name: str) -> None:
+    """A domain with checkpoints survives a plain undefine: drop their metadata with it."""
+    import libvirt
+
+    try:
+        dom = libvirt.open(lab.uri).lookupByName(name)
+        dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA)
+    except libvirt.libvirtError:
+        pass  # gone already
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
