@@ -43,6 +43,13 @@ _EXPORTS: dict[str, str] = {
     "backup_many": "virt_qga.workflows.backup:backup_many",
     "BackupOptions": "virt_qga.workflows.backup:BackupOptions",
     "BackupResult": "virt_qga.workflows.backup:BackupResult",
+    "restore": "virt_qga.workflows.backup.restore:restore",
+    "RestoreOptions": "virt_qga.workflows.backup.restore:RestoreOptions",
+    "RestoreResult": "virt_qga.workflows.backup.restore:RestoreResult",
+    "verify_backups": "virt_qga.workflows.backup.verify:verify_backups",
+    "VerifyReport": "virt_qga.workflows.backup.verify:VerifyReport",
+    "list_backups": "virt_qga.workflows.backup.listing:list_backups",
+    "BackupListing": "virt_qga.workflows.backup.listing:BackupListing",
     # guest commands and files
     "run_command": "virt_qga.workflows.exec:run",
     "ExecResult": "virt_qga.workflows.exec:ExecResult",
@@ -73,6 +80,7 @@ __all__ = [
     "AgentNotConnectedError",
     "AgentTimeoutError",
     "AgentUnavailableError",
+    "BackupListing",
     "BackupOptions",
     "BackupResult",
     "BadInputError",
@@ -93,15 +101,19 @@ __all__ = [
     "MemoryResult",
     "OperationError",
     "ProtocolError",
+    "RestoreOptions",
+    "RestoreResult",
     "SnapshotOptions",
     "SnapshotResult",
     "State",
     "Target",
     "VcpuResult",
+    "VerifyReport",
     "VirtQgaError",
     "backup",
     "backup_many",
     "commit_back",
+    "list_backups",
     "plug_memory",
     "pull_file",
     "push_file",
@@ -109,10 +121,12 @@ __all__ = [
     "read_vcpus",
     "recover",
     "resize_virtio_mem",
+    "restore",
     "run_command",
     "set_vcpu_count",
     "snapshot",
     "unplug_memory",
+    "verify_backups",
 ]
 
 
@@ -155,6 +169,9 @@ if TYPE_CHECKING:  # for type checkers and API documentation; at run time __geta
     from virt_qga.exitcodes import ExitCode
     from virt_qga.outcome import State
     from virt_qga.workflows.backup import BackupOptions, BackupResult, backup, backup_many
+    from virt_qga.workflows.backup.listing import BackupListing, list_backups
+    from virt_qga.workflows.backup.restore import RestoreOptions, RestoreResult, restore
+    from virt_qga.workflows.backup.verify import VerifyReport, verify_backups
     from virt_qga.workflows.exec import ExecResult
     from virt_qga.workflows.exec import run as run_command
     from virt_qga.workflows.files import CopyResult

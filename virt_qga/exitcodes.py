@@ -41,8 +41,8 @@ class ExitCode(IntEnum):
 #: One line per code, used by ``docs/errors.md`` (generated) and ``virt-qga --help``.
 MEANINGS: dict[ExitCode, str] = {
     ExitCode.OK: "success",
-    ExitCode.FAILED: "the operation failed (guest said no, host-side failure, bad reply); "
-    "for workflows: failed and rolled back, nothing left changed",
+    ExitCode.FAILED: "the operation failed (guest said no, host-side failure, bad reply; "
+    "backup-verify: a problem was found); for workflows: failed and rolled back, nothing left changed",
     ExitCode.USAGE: "usage error or invalid input; nothing was sent or changed",
     ExitCode.AGENT_UNAVAILABLE: "no usable guest agent: channel not configured, agent not "
     "answering, or command unknown/disabled in this agent version",

@@ -349,3 +349,58 @@ def _wait_agent(g: LabGuest, timeout: float = 120.0) -> None:
         except Exception:
             assert time.monotonic() < deadline, "the agent did not come back"
             time.sleep(0.5)
+
+
+def _bitmaps(image: Path) -> list[str]:
+    out = subprocess.run(["qemu-img", "info", "--output=json", "-U", str(image)], capture_output=True,
+                         text=True, check=True).stdout
+    return [b["name"] for b in json.loads(out)["format-specific"]["data"].get("bitmaps") or []]
+
+
+def test_guest_destroyed_mid_job_then_the_next_runs_work(big_disk: LabGuest, tmp_path: Path,
+                                                         store: Path) -> None:
+    """The domain stops during the job: exit 6 with what happened, and nothing left: no
+    partial, no journal, no checkpoint (libvirt deletes those of running domains only:
+    its metadata goes, its bitmaps are removed from the images, also from the disk that
+    was attached live)."""
+    g = big_disk
+    state = tmp_path / "state"
+    big = g.data_disk.parent / "big.qcow2"
+    proc = _start_backup(g, state, store)
+    _wait_job_running(g, proc)
+    time.sleep(0.3)
+    _dom(g).destroy()
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 6, err
+    [b] = json.loads(out)["backups"]
+    assert "the domain stopped during the backup job" in b["error"] and b["warnings"] == [], b
+    assert checkpoints(g) == [] and _bitmaps(g.data_disk) == [] and _bitmaps(big) == []
+    assert list(store.rglob("*")) == [store / g.name]
+    assert not list((state / "journal").glob("*.json"))
+    off = backup(g, state, store)                            # shut off: an offline full backup
+    assert (off["method"], off["level"]) == ("offline", "full")
+    _dom(g).create()
+    _wait_agent(g)
+    again = backup(g, state, store)
+    assert (again["method"], again["level"]) == ("backup-api", "full")
+    assert checkpoints(g) == [f"vqga-{again['name']}"]
+
+
+def test_libvirtd_restart_mid_job_is_waited_out(big_disk: LabGuest, lab: Any, tmp_path: Path,
+                                                store: Path) -> None:
+    """``systemctl restart libvirtd`` while the job copies: the job goes on in QEMU, the
+    restarted daemon re-attaches to it, and the backup reconnects and completes."""
+    g = big_disk
+    state = tmp_path / "state"
+    proc = _start_backup(g, state, store)
+    _wait_job_running(g, proc)
+    time.sleep(0.3)
+    assert _job_running(g) and proc.poll() is None           # the restart lands mid-job
+    lab.session.restart_daemon()
+    out, err = proc.communicate(timeout=180)
+    assert proc.returncode == 0, err
+    [b] = json.loads(out)["backups"]
+    assert b["level"] == "full" and b["bytes_written"] >= 1536 * 1024 * 1024
+    assert checkpoints(g) == [f"vqga-{b['name']}"]
+    rc, doc, err = cli(g, state, "backup-verify", b["directory"])
+    assert rc == 0 and doc["checked"]["files"] == 2, err

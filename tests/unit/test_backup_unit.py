@@ -102,3 +102,35 @@ def test_bad_input_is_refused_before_touching_anything(tmp_path: Path, opts: Sna
     if flag:
         assert flag in render_options(ei.value.message, cli_flag)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_find_refuses_a_backup_outside_the_chain_order(tmp_path: Path) -> None:
+    """A backup whose parent is gone is not silently swapped for the chain's newest."""
+    import shutil
+
+    from virt_qga.errors import HostError
+
+    store = wb.Store(tmp_path)
+    a, b, c = "20261101T010000Z", "20261102T010000Z", "20261103T010000Z"
+    _fake_backup(store, "vm", a, a, None)
+    _fake_backup(store, "vm", a, b, a)
+    inc2 = _fake_backup(store, "vm", a, c, b)
+    shutil.rmtree(tmp_path / "vm" / a / b)                 # the missing link
+    with pytest.raises(HostError, match="not in its chain's order"):
+        store.find(inc2)
+    chain, point = store.find(tmp_path / "vm" / a)
+    assert point is None and [x.name for x in chain.backups] == [a]
+
+
+def test_blocking_dir_names_the_directory_qemu_cannot_enter(tmp_path: Path) -> None:
+    from virt_qga.workflows.backup.api import blocking_dir
+
+    inner = tmp_path / "closed" / "store"
+    inner.mkdir(parents=True)
+    (tmp_path / "closed").chmod(0o700)
+    tmp_path.chmod(0o755)
+    st = (tmp_path / "closed").stat()
+    other = (st.st_uid + 4242, st.st_gid + 4242)
+    assert blocking_dir(inner, other) == tmp_path / "closed"
+    assert blocking_dir(inner, (0, 0)) is None                     # root enters everything
+    assert blocking_dir(inner, (st.st_uid, st.st_gid)) is None     # the owner may enter

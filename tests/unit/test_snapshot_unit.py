@@ -266,3 +266,32 @@ def test_cli_help_and_usage_errors() -> None:
     assert r.exit_code == 0 and "--max-frozen" in r.output and "--commit-back" in r.output
     r = CliRunner().invoke(cli, ["recover"])
     assert r.exit_code == 2
+
+
+def test_thaw_of_a_domain_that_stopped_is_not_maybe_frozen() -> None:
+    """The guest's QEMU went away while frozen (destroyed, powered off): the thaw cannot
+    be confirmed by the agent, but nothing can be frozen any more. A running domain
+    whose agent does not answer stays unconfirmed."""
+    from types import SimpleNamespace
+
+    from virt_qga.errors import AgentNotConnectedError
+    from virt_qga.workflows.snapshot.frozen import do_thaw
+
+    class GoneAgent:
+        def call(self, command: str, timeout: float) -> object:
+            raise AgentNotConnectedError("guest agent is not connected")
+
+    def job(state: str) -> SimpleNamespace:
+        warned: list[str] = []
+        return SimpleNamespace(
+            open_agent=GoneAgent, opts=SimpleNamespace(thaw_timeout=1.0), frozen_at=None,
+            result=SimpleNamespace(timings_ms={}, frozen_window_ms=None, thawed=None),
+            host=SimpleNamespace(state=lambda: state), warn=warned.append, warned=warned,
+            thaw_confirmed=False, thaw_error="")
+
+    stopped = job("shut off")
+    do_thaw(stopped)  # type: ignore[arg-type]
+    assert stopped.thaw_confirmed and "stopped while its filesystems were frozen" in stopped.warned[0]
+    running = job("running")
+    do_thaw(running)  # type: ignore[arg-type]
+    assert not running.thaw_confirmed and "not connected" in running.thaw_error

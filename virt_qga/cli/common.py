@@ -51,18 +51,25 @@ def clean(value: Any) -> str:
     return "".join(ch if ch.isprintable() or ch == " " else f"\\x{ord(ch):02x}" for ch in text)
 
 
-def print_table(columns: Sequence[str], rows: Iterable[Sequence[Any]], title: str | None = None) -> None:
-    """A rich table on stdout; every cell is plain text (no markup interpretation)."""
+def print_table(columns: Sequence[str], rows: Iterable[Sequence[Any]], title: str | None = None, *,
+                wide: bool = False) -> None:
+    """A rich table on stdout; every cell is plain text (no markup interpretation).
+
+    ``wide``: when stdout is not a terminal, rows are never wrapped (rich would fold
+    them to 80 columns), so that a listing piped into grep keeps one line per row."""
+    import sys
+
     from rich.console import Console
     from rich.table import Table
     from rich.text import Text
 
     table = Table(title=title, show_edge=False, header_style="bold", title_justify="left")
     for col in columns:
-        table.add_column(col)
+        table.add_column(col, no_wrap=wide)
     for row in rows:
         table.add_row(*(Text(clean(cell)) for cell in row))
-    Console(soft_wrap=False).print(table)
+    width = 1000 if wide and not sys.stdout.isatty() else None
+    Console(soft_wrap=False, width=width).print(table)
 
 
 def print_kv(pairs: Iterable[tuple[str, Any]]) -> None:

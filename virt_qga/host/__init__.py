@@ -15,8 +15,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from virt_qga.connection import domain_state, import_libvirt, lookup_domain, open_connection
-from virt_qga.errors import AgentTimeoutError, HostError, ProtocolError
+from virt_qga.errors import AgentTimeoutError, DomainError, HostError, ProtocolError
 from virt_qga.libvirt_errors import map_libvirt_error
+from virt_qga.retry import call_with, when
+
+#: How long :meth:`Domain.reconnect` waits for libvirt to come back (a restart of the
+#: daemon takes seconds; it re-attaches to running QEMUs before it answers for them).
+RECONNECT_WAIT = 60.0
 
 #: QMP commands :meth:`Domain.qmp` may send: read-only ones only. Changing QEMU state
 #: behind libvirt's back would make its view wrong, which is the very problem we solve.
@@ -33,11 +38,38 @@ class Domain:
 
     dom: Any
     conn: Any
+    #: The URI it was looked up with (None: libvirt's default), for :meth:`reconnect`.
+    asked_uri: str | None = None
 
     @classmethod
     def lookup(cls, name: str, uri: str | None = None) -> Domain:
         conn = open_connection(uri)
-        return cls(lookup_domain(conn, name), conn)
+        return cls(lookup_domain(conn, name), conn, uri)
+
+    def alive(self) -> bool:
+        """The connection to libvirt still works (False after libvirtd went away)."""
+        try:
+            return bool(self.conn.isAlive())
+        except import_libvirt().libvirtError:
+            return False
+
+    def reconnect(self, seconds: float = RECONNECT_WAIT) -> None:
+        """A new connection after the old one died (libvirtd restarted), and the domain
+        found again by its UUID, retried for up to ``seconds``; HostError (or
+        DomainError) when libvirt does not come back with it in time."""
+        uuid = str(self.dom.UUIDString())  # kept by the client: no call to the daemon
+        lv = import_libvirt()
+
+        def attempt() -> tuple[Any, Any]:
+            conn = open_connection(self.asked_uri, fresh=True)
+            try:
+                return conn, conn.lookupByUUIDString(uuid)
+            except lv.libvirtError as exc:
+                raise map_libvirt_error(exc, domain=uuid) from exc
+
+        policy = when(lambda e: isinstance(e, HostError | DomainError), attempts=1000, seconds=seconds,
+                      max_wait=2.0)
+        self.conn, self.dom = call_with(policy, attempt)
 
     @property
     def name(self) -> str:

@@ -12,7 +12,10 @@ What can go wrong, and how it is seen here:
   bitmap is still in the image: :func:`redefine_checkpoint` puts the saved XML back;
 * QEMU marks a bitmap ``inconsistent`` (QEMU died while it was in use): it cannot serve
   an incremental; :func:`bitmap_problems` says so and the workflow starts a new chain;
-* the job fails or is aborted: :func:`wait_job` raises with libvirt's own message.
+* the job fails or is aborted: :func:`wait_job` raises with libvirt's own message;
+* the domain stops during the job (shut down, destroyed, crashed): DomainNotRunningError;
+* libvirtd restarts during the job: :func:`wait_job` reconnects and keeps waiting
+  (libvirt re-attaches to the running job; the job goes on in QEMU meanwhile).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from virt_qga.connection import import_libvirt
-from virt_qga.errors import AgentTimeoutError, HostError
+from virt_qga.errors import AgentTimeoutError, DomainNotRunningError, HostError
 from virt_qga.libvirt_errors import map_libvirt_error
 
 if TYPE_CHECKING:
@@ -156,7 +159,8 @@ def wait_job(host: Domain, deadline: float,
         try:
             stats = host.dom.jobStats(0)
         except lv.libvirtError as exc:
-            raise map_libvirt_error(exc, domain=host.name) from exc
+            _lost_sight(host, exc)
+            continue
         kind = stats.get("type", lv.VIR_DOMAIN_JOB_NONE)
         if kind == lv.VIR_DOMAIN_JOB_NONE:
             break
@@ -169,7 +173,8 @@ def wait_job(host: Domain, deadline: float,
     try:
         done = host.dom.jobStats(lv.VIR_DOMAIN_JOB_STATS_COMPLETED)
     except lv.libvirtError as exc:
-        raise map_libvirt_error(exc, domain=host.name) from exc
+        _lost_sight(host, exc)
+        done = host.dom.jobStats(lv.VIR_DOMAIN_JOB_STATS_COMPLETED)
     kind = done.get("type")
     if kind == lv.VIR_DOMAIN_JOB_COMPLETED:
         final = _progress(done)
@@ -177,7 +182,36 @@ def wait_job(host: Domain, deadline: float,
             progress(final)
         return final
     why = done.get("errmsg") or ("cancelled" if kind == lv.VIR_DOMAIN_JOB_CANCELLED else "no reason given")
+    _raise_if_stopped(host, why, settle=0.0)
     raise HostError(f"the backup job ended without completing: {why}", domain=host.name)
+
+
+def _lost_sight(host: Domain, exc: Any) -> None:
+    """A job query failed. libvirtd restarted (the connection is dead): reconnect, and
+    the caller asks again (libvirt re-attaches to the running job). The domain stopped
+    (shut down, destroyed, crashed): say so. Anything else is libvirt's error."""
+    if not host.alive():
+        host.reconnect()
+        return
+    _raise_if_stopped(host, map_libvirt_error(exc).message, settle=STOP_SETTLE)
+    raise map_libvirt_error(exc, domain=host.name) from exc
+
+
+#: How long a domain whose job failed may take to show as stopped in libvirt.
+STOP_SETTLE = 3.0
+
+
+def _raise_if_stopped(host: Domain, why: str, settle: float) -> None:
+    """DomainNotRunningError if the domain is not running (now, or within ``settle`` s)."""
+    deadline = time.monotonic() + settle
+    while True:
+        state = host.state()
+        if state != "running":
+            raise DomainNotRunningError(f"the domain stopped during the backup job (it is {state} now; "
+                                        f"libvirt said: {why})", domain=host.name, state=state)
+        if time.monotonic() >= deadline:
+            return
+        time.sleep(JOB_POLL)
 
 
 def _progress(stats: dict[str, Any]) -> JobProgress:

@@ -200,10 +200,10 @@ def _unexplained(report: RecoverReport, host: Any, *, journal_seen: bool) -> Non
     except VirtQgaError as exc:
         report.problems.append(f"cannot inspect the domain's disks and jobs: {exc}")
         return
-    known = {lo.get("overlay") for lo in report.leftovers}
+    explained = {lo.get("overlay") for lo in report.leftovers}  # a journal's, with its own note
     for o in overlays:
-        if o["overlay"] in known:
-            continue  # the journal's account of it is already in the report
+        if o["overlay"] in explained:
+            continue
         report.leftovers.append({"kind": "overlay", "target": o["target"], "overlay": o["overlay"],
                                  "note": f"disk {o['target']} runs on the virt-qga overlay {o['overlay']}"
                                          f"; merge it back with: virt-qga snapshot {report.domain} "

@@ -23,7 +23,7 @@ from virt_qga.workflows.backup import images
 from virt_qga.workflows.backup.job import BackupJob
 from virt_qga.workflows.backup.store import CHECKPOINT_XML, DiskRecord
 
-__all__ = ["CHECKPOINT_PREFIX", "run_api"]
+__all__ = ["CHECKPOINT_PREFIX", "blocking_dir", "check_reachable", "run_api"]
 
 #: virt-qga's checkpoints are named after the backup that made them: vqga-<backup name>.
 CHECKPOINT_PREFIX = "vqga-"
@@ -93,11 +93,24 @@ def check_reachable(folder: Path, owner: tuple[int, int]) -> None:
     them must let it through. Say so before the job instead of after a 'Permission denied'."""
     import stat
 
+    blocked = blocking_dir(folder, owner)
+    if blocked is not None:
+        raise BadInputError(
+            f"QEMU runs as uid {owner[0]} and cannot reach the backup store: {blocked} is mode "
+            f"{stat.S_IMODE(blocked.stat().st_mode):03o}. Choose a store below directories it can "
+            f"enter (or give it access), or use {option_ref('method')} snapshot", field="dest")
+
+
+def blocking_dir(folder: Path, owner: tuple[int, int]) -> Path | None:
+    """The first directory from ``folder`` up that user ``owner`` (uid, gid) cannot
+    enter (no search permission), or None when it can reach ``folder``."""
+    import stat
+
     uid, gid = owner
+    if uid == 0:
+        return None
     for d in [folder, *folder.parents]:
         st = d.stat()
-        if uid == 0:
-            return
         if st.st_uid == uid:
             ok = bool(st.st_mode & stat.S_IXUSR)
         elif st.st_gid == gid:
@@ -105,16 +118,17 @@ def check_reachable(folder: Path, owner: tuple[int, int]) -> None:
         else:
             ok = bool(st.st_mode & stat.S_IXOTH)
         if not ok:
-            raise BadInputError(
-                f"QEMU runs as uid {uid} and cannot reach the backup store: {d} is mode "
-                f"{stat.S_IMODE(st.st_mode):03o}. Choose a store below directories it can enter "
-                f"(or give it access), or use {option_ref('method')} snapshot", field="dest")
+            return d
+    return None
 
 
 def undo_job(job: BackupJob, started: bool) -> None:
     """After a failure: stop our job and drop our checkpoint (best effort; what cannot be
     undone stays in the journal for ``virt-qga recover``)."""
     host = job.host
+    if not host.alive():
+        with contextlib.suppress(VirtQgaError):
+            host.reconnect()  # libvirtd restarted: the job and checkpoint are on the new one
     if started:
         with contextlib.suppress(VirtQgaError):
             if hb.backup_job_running(host):
@@ -123,8 +137,10 @@ def undo_job(job: BackupJob, started: bool) -> None:
                 while hb.backup_job_running(host) and time.monotonic() < deadline:
                     time.sleep(0.1)
     if job.checkpoint:
+        from virt_qga.workflows.backup.recovery import remove_checkpoint
+
         try:
-            hb.delete_checkpoint(host, job.checkpoint)
+            remove_checkpoint(host, job.checkpoint)
         except VirtQgaError as exc:
             job.result.warnings.append(f"could not delete checkpoint {job.checkpoint}: {exc}")
             return

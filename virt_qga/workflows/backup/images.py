@@ -16,7 +16,8 @@ from typing import Any
 
 from virt_qga.errors import HostError
 
-__all__ = ["check", "convert", "create", "data_bytes", "info", "qemu_img", "rebase_unsafe"]
+__all__ = ["bitmaps", "check", "convert", "create", "data_bytes", "info", "qemu_img", "rebase_unsafe",
+           "remove_bitmap"]
 
 #: Deadline of the quick calls (create, info, map, check of a small image).
 QUICK = 120.0
@@ -82,9 +83,16 @@ def data_bytes(path: Path) -> int:
     return sum(int(e["length"]) for e in extents if e.get("data") and e.get("depth", 0) == 0)
 
 
-def check(path: Path, timeout: float = QUICK) -> None:
-    """``qemu-img check``: raises HostError with its verdict when the image is damaged."""
-    _run(["check", "-q", str(path)], timeout, f"qemu-img check {path}")
+def check(path: Path, timeout: float = QUICK, *, alone: bool = False) -> None:
+    """``qemu-img check``: raises HostError with its verdict when the image is damaged.
+
+    ``alone`` checks the qcow2 file without opening its backing chain (a missing backing
+    file is then not this image's damage, and nothing below it is read)."""
+    target = str(path)
+    if alone:
+        target = "json:" + json.dumps({"driver": "qcow2", "backing": None,
+                                       "file": {"driver": "file", "filename": str(path)}})
+    _run(["check", "-q", target], timeout, f"qemu-img check {path}")
 
 
 def rebase_unsafe(path: Path, backing: str | None) -> None:
@@ -93,3 +101,14 @@ def rebase_unsafe(path: Path, backing: str | None) -> None:
     if backing:
         args += ["-F", "qcow2"]
     _run([*args, str(path)], QUICK, f"qemu-img rebase {path}")
+
+
+def bitmaps(path: Path) -> list[str]:
+    """Names of the persistent dirty bitmaps stored in a qcow2 image."""
+    data = info(path).get("format-specific", {}).get("data", {})
+    return [str(b.get("name")) for b in data.get("bitmaps") or []]
+
+
+def remove_bitmap(path: Path, name: str) -> None:
+    """Delete a persistent bitmap from an image no QEMU has open (a shut-off domain's)."""
+    _run(["bitmap", "--remove", "-f", "qcow2", str(path), name], QUICK, f"qemu-img bitmap --remove {path}")

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from virt_qga.workflows.journal import JournalState
     from virt_qga.workflows.lock import DomainLock
 
-__all__ = ["Cleanup", "clean_dead_backup"]
+__all__ = ["Cleanup", "clean_dead_backup", "remove_checkpoint"]
 
 
 @dataclass
@@ -48,6 +48,8 @@ def clean_dead_backup(host: Domain | None, st: JournalState, *, lock: DomainLock
     """Undo what the dead backup run of ``st`` left (the caller holds the domain lock)."""
     out = Cleanup()
     data = st.data
+    if host is not None and not host.alive():
+        host.reconnect()  # libvirtd restarted under the run: what it left is on the new daemon
     running = host is not None and host.state() == "running"
     if running:
         assert host is not None
@@ -61,8 +63,9 @@ def clean_dead_backup(host: Domain | None, st: JournalState, *, lock: DomainLock
     checkpoint = data.get("checkpoint")
     if checkpoint and host is not None and not (final and Path(str(final)).is_dir()):
         try:
-            if hb.delete_checkpoint(host, str(checkpoint)):
-                out.actions.append(f"deleted checkpoint {checkpoint} (its backup was never completed)")
+            done = remove_checkpoint(host, str(checkpoint))
+            if done:
+                out.actions.append(f"{done} (its backup was never completed)")
         except VirtQgaError as exc:
             out.problems.append(f"cannot delete checkpoint {checkpoint}: {exc} "
                                 f"(virsh checkpoint-delete {host.name} {checkpoint})")
@@ -77,6 +80,40 @@ def clean_dead_backup(host: Domain | None, st: JournalState, *, lock: DomainLock
     if overlays and host is not None:
         _merge_back(host, overlays, out, lock, state_dir)
     return out
+
+
+#: How long a domain that is shutting down may take to be shut off (libvirt 9.0 was seen
+#: taking ~20 s after QEMU had exited when the guest powered off during a backup job).
+STOP_WAIT = 60.0
+
+
+def remove_checkpoint(host: Domain, name: str) -> str | None:
+    """Delete checkpoint ``name`` and its bitmaps; what was done, or None when libvirt
+    does not know it. libvirt deletes checkpoints of running domains only: for a shut-off
+    one (it stopped during the job) its metadata goes, and its bitmap is removed from each
+    qcow2 image with qemu-img (no QEMU has them open)."""
+    import xml.etree.ElementTree as ET
+
+    from virt_qga.host import snapshots as hs
+    from virt_qga.workflows.backup import images
+
+    # a domain "shutting down" may still have QEMU holding its images: let it finish
+    state = host.wait_for_state({"running", "shut off", "crashed"}, STOP_WAIT)
+    if state == "running":
+        return f"deleted checkpoint {name}" if hb.delete_checkpoint(host, name) else None
+    if not hb.checkpoint_exists(host, name):
+        return None
+    # the checkpoint's own XML holds the domain as it was: live-attached disks included
+    saved = ET.fromstring(hb.get_checkpoint_xml(host, name)).find("domain")
+    hb.delete_checkpoint(host, name, metadata_only=True)
+    cleared = []
+    for d in hs.list_disks(saved if saved is not None else host.xml(inactive=True)):
+        if d.source and d.source_type == "file" and d.driver_type == "qcow2" \
+                and name in images.bitmaps(Path(d.source)):
+            images.remove_bitmap(Path(d.source), name)
+            cleared.append(d.target)
+    where = f", and its bitmap from the image of {', '.join(cleared)}" if cleared else ""
+    return f"deleted checkpoint {name} of the shut-off domain (libvirt's metadata{where})"
 
 
 def _merge_back(host: Domain, overlays: list[dict[str, str]], out: Cleanup, lock: DomainLock | None,

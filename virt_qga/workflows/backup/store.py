@@ -260,6 +260,10 @@ class Store:
         if chain is None or not chain.backups:
             raise BadInputError(f"{path} is not a backup chain or a backup in one", field="path")
         backup = next((b for b in chain.backups if b.name == name), None) if name else None
+        if name and backup is None:
+            raise HostError(f"{path} is not in its chain's order (its parent is missing, or "
+                            f"another backup continues the chain): `virt-qga backup-verify {cdir}` "
+                            "says why")
         return chain, backup
 
     # -- writing ----------------------------------------------------------------------

@@ -83,8 +83,22 @@ def do_thaw(job: Job) -> None:
             errors.append(str(exc))
     job.result.timings_ms["verify"] = ms(time.perf_counter() - t1)
     job.thaw_confirmed = status == "thawed"
-    if not job.thaw_confirmed:
+    if not job.thaw_confirmed and _domain_stopped(job):
+        job.thaw_confirmed = True
+        job.warn("the domain stopped while its filesystems were frozen: nothing is left frozen "
+                 f"(the agent said: {'; '.join(errors) or status})")
+    elif not job.thaw_confirmed:
         job.thaw_error = "; ".join(errors) or f"status still {status}"
+
+
+def _domain_stopped(job: Job) -> bool:
+    """The domain is shut off or crashed: its QEMU, and every frozen filesystem, are gone."""
+    if job.host is None:
+        return False  # an agent socket: nothing else to ask
+    try:
+        return job.host.state() in ("shut off", "crashed")
+    except VirtQgaError:
+        return False
 
 
 def frozen_section(job: Job) -> None:
