@@ -108,7 +108,7 @@ def _leftovers(report: RecoverReport, host: Any, st: JournalState) -> None:
                                              f"snapshot-delete {report.domain} {name}"})
         except Exception:  # libvirtError: no such snapshot
             pass
-    elif mode == "command":
+    elif mode == "command" and st.data.get("command"):  # None: a backup's frozen step (its own journal)
         report.leftovers.append({"kind": "command", "command": str(st.data.get("command")),
                                  "note": "the host snapshot command may or may not have run; check "
                                          "its target"})

@@ -148,12 +148,16 @@ def undo_job(job: BackupJob, started: bool) -> None:
 
 
 def drop_older_checkpoints(job: BackupJob) -> list[str]:
-    """After a successful backup, virt-qga checkpoints other than this backup's serve no
-    chain any more (incrementals always start from the newest): delete them, so QEMU
-    keeps one bitmap per disk instead of one per backup."""
+    """After a successful backup, the checkpoints of this store's older backups of the
+    domain serve no chain any more (incrementals always start from the newest): delete
+    them, so QEMU keeps one bitmap per disk instead of one per backup. Checkpoints of
+    backups in another store (or made by other tools) are not ours to judge: kept."""
+    ours = {b.manifest.checkpoint for c in job.store.chains(job.domain) for b in c.backups
+            if b.manifest.checkpoint}
+    ours.discard(job.checkpoint)
     dropped = []
     for name in hb.checkpoint_names(job.host):
-        if name.startswith(CHECKPOINT_PREFIX) and name != job.checkpoint:
+        if name in ours:
             try:
                 if hb.delete_checkpoint(job.host, name):
                     dropped.append(name)
