@@ -82,11 +82,9 @@ def open_connection(uri: str | None = None, *, readonly: bool = False, fresh: bo
     with _lock:
         conn = None if fresh else _connections.get(key)
         if conn is not None:
-            try:
-                if conn.isAlive():
-                    return conn
-            except lv.libvirtError:
-                pass
+            if _still_usable(lv, conn):
+                return conn
+            _connections.pop(key, None)
         try:
             conn = lv.openReadOnly(uri) if readonly else lv.open(uri)
         except lv.libvirtError as exc:
@@ -99,6 +97,28 @@ def open_connection(uri: str | None = None, *, readonly: bool = False, fresh: bo
                 pass
         _connections[key] = conn
         return conn
+
+
+def _still_usable(lv: Any, conn: Any) -> bool:
+    """True when a cached connection still reaches its daemon.
+
+    ``isAlive()`` only looks at the client's own socket state: after libvirtd restarts,
+    a connection without keepalive (no event loop) still claims to be alive until its
+    next call fails with "Broken pipe" or "client socket is closed". One cheap round
+    trip finds that out here, so that a long-lived process (a fleet run, the Ansible
+    connection plugin, a test session) reconnects instead of failing its next command.
+    """
+    try:
+        if conn.isAlive():
+            conn.getLibVersion()
+            return True
+    except lv.libvirtError:
+        pass
+    try:
+        conn.close()
+    except lv.libvirtError:
+        pass
+    return False
 
 
 def list_running_domains(uri: str | None = None) -> list[str]:

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from tests.integration.test_backup import ROOT, active_source, agent, cli
+from virt_qga.agent import GuestAgent
 from virt_qga.lab import LabGuest
 
 
@@ -396,7 +397,9 @@ def test_libvirtd_restart_mid_job_is_waited_out(big_disk: LabGuest, lab: Any, tm
     _wait_job_running(g, proc)
     time.sleep(0.3)
     assert _job_running(g) and proc.poll() is None           # the restart lands mid-job
+    GuestAgent.for_domain(g.name, g.uri, timeout=10).ping()   # caches this process's connection
     lab.session.restart_daemon()
+    GuestAgent.for_domain(g.name, g.uri, timeout=10).ping()   # ... which is found dead and reopened
     out, err = proc.communicate(timeout=180)
     assert proc.returncode == 0, err
     [b] = json.loads(out)["backups"]

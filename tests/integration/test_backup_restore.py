@@ -294,6 +294,9 @@ def test_define_boots_a_new_domain_beside_the_untouched_original(chain: Chain, l
     g = chain.guest
     conn = libvirt.open(g.uri)
     orig = conn.lookupByName(g.name)
+    # QEMU's user: who owns the disk while QEMU has it open. Taken before the destroy, since
+    # a system-mode libvirt (DAC relabelling) gives the file back to its owner at stop.
+    qemu_owner = (g.data_disk.stat().st_uid, g.data_disk.stat().st_gid)
     orig.destroy()                                   # so that its disk holds still to be compared
     xml_before = orig.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
     disk_before = _sha(g.data_disk)
@@ -316,8 +319,8 @@ def test_define_boots_a_new_domain_beside_the_untouched_original(chain: Chain, l
         assert root.find("./devices/serial/source").get("path") == str(dest / "console.log")  # type: ignore[union-attr]
         channel = root.find("./devices/channel/source")             # its own agent socket
         assert channel is not None and channel.get("path") == str(dest / "qga.sock")
-        st = g.data_disk.stat()                                  # QEMU's user can open the images
-        assert {(p.stat().st_uid, p.stat().st_gid) for p in dest.iterdir()} == {(st.st_uid, st.st_gid)}
+        # QEMU's user can open the images
+        assert {(p.stat().st_uid, p.stat().st_gid) for p in dest.iterdir()} == {qemu_owner}
         clone.create()
         cg = replace(g, name=new, console_log=dest / "console.log", data_disk=dest / "vda.qcow2")
         _wait_agent(cg)

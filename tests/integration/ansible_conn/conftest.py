@@ -75,10 +75,12 @@ def stopped_domain(lab: Lab, python_guest: LabGuest) -> Iterator[str]:
     uuid = root.find("uuid")
     if uuid is not None:
         root.remove(uuid)
-    dom = conn.defineXML(ET.tostring(root, encoding="unicode"))
+    conn.defineXML(ET.tostring(root, encoding="unicode"))
+    conn.close()
     yield name
+    conn = libvirt.open(lab.uri)  # not the first one: other tests restart the lab's libvirtd
     try:
-        dom.undefine()
+        conn.lookupByName(name).undefine()
     finally:
         conn.close()
 
