@@ -12,6 +12,8 @@ import os
 import sys
 from pathlib import Path
 
+import pytest
+
 #: Fixtures shared across test folders (``store``: a backup store QEMU can write into).
 pytest_plugins = ["tests.integration.stores"]
 
@@ -29,3 +31,24 @@ def tool_missing(name: str) -> bool:
     import shutil
 
     return shutil.which(name) is None and not os.environ.get("CI")
+
+
+ENV_STACKS = "VIRT_QGA_STACKS"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """The lab's options, here so that they work whatever paths pytest is given (an option
+    declared in tests/integration/conftest.py is unknown to ``pytest tests``)."""
+    from virt_qga.lab.stacks import STACK_NAMES
+
+    parser.addoption(
+        "--stacks",
+        default=os.environ.get(ENV_STACKS, "all"),
+        help=f"lab stacks for integration tests: all, or a comma list of {', '.join(STACK_NAMES)} "
+        f"(default: ${ENV_STACKS} or all)",
+    )
+    parser.addoption(
+        "--stack-tests-only", action="store_true", default=False,
+        help="deselect every test that does not run on a lab stack (unit tests, offline checks): "
+        "for a second pytest process that covers one more stack beside a full run",
+    )

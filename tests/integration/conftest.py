@@ -62,19 +62,9 @@ SHARED: dict[str, tuple[bool, str]] = {
 SESSION_TAG = f"t{os.getpid()}"
 BOOT_TIMEOUT = 120.0
 
-ENV_STACKS = "VIRT_QGA_STACKS"
 
 
 # ------------------------------------------------------------------ stack selection
-
-
-def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption(
-        "--stacks",
-        default=os.environ.get(ENV_STACKS, "all"),
-        help=f"lab stacks for integration tests: all, or a comma list of {', '.join(STACK_NAMES)} "
-        f"(default: ${ENV_STACKS} or all)",
-    )
 
 
 def selected_stacks(config: pytest.Config) -> list[str]:
@@ -125,6 +115,7 @@ def _runs_plain_guest(item: pytest.Item) -> bool:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     wanted = selected_stacks(config)
+    stack_tests_only = bool(config.getoption("--stack-tests-only"))
     keep: list[pytest.Item] = []
     dropped: list[pytest.Item] = []
     for item in items:
@@ -132,6 +123,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.integration)
         params = getattr(getattr(item, "callspec", None), "params", {})
         stack = params.get("stack")
+        if stack is None and stack_tests_only:
+            dropped.append(item)
+            continue
         if stack is not None:
             item.user_properties.append(("stack", stack))
             not_here = stack not in wanted or stack not in _allowed(item)
