@@ -1,3 +1,6 @@
+# Copyright (c) virt-qga developers
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """virt_qga_copy decisions against a tiny in-memory guest filesystem: identical content is
 no change, mode-only fixes, force=false, check mode writes nothing, pull into a directory.
 Real transfers (chunking, atomic rename, verification) are covered by the integration test
