@@ -1,6 +1,7 @@
 #!/usr/bin/python
-# Copyright: virt-qga developers
-# MIT License (see the repository's LICENSE)
+# Copyright (c) virt-qga developers
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Ansible module: hot-plug or hot-unplug DIMMs until the domain has the wanted amount."""
 
 from __future__ import annotations
@@ -21,7 +22,11 @@ description:
     any the guest left offline. Shrinking removes whole DIMMs, highest address first - the
     guest offlines their blocks first (C(guest-set-memory-blocks), retried while busy), then
     the DIMM is detached; a refusal puts the blocks back online.
-  - Idempotent - when the DIMMs already add up to O(dimm_mb), nothing is done.
+  - Idempotent - when the DIMMs already add up to O(dimm_mb) (and, with O(config=true), the
+    persistent definition has the same DIMMs), nothing is done. When only the persistent
+    definition differs, only the definition is changed.
+  - A failure after some steps succeeded (the second DIMM of two) reports C(changed=true)
+    and the steps done in RV(results).
   - The memory the domain boots with (outside DIMMs) is never touched. virtio-mem devices
     are not handled by this module (use C(virt-qga memory) on the hypervisor).
 author:
@@ -33,8 +38,9 @@ attributes:
     support: full
     description: The DIMMs to plug or remove are computed and returned; nothing is changed.
   diff_mode:
-    support: none
-    description: The before/after views are returned instead.
+    support: full
+    description: The DIMM total in MiB (and the persistent definition's with O(config=true))
+      before and after.
 options:
   dimm_mb:
     description:
@@ -56,8 +62,10 @@ options:
     description: Also change the persistent domain definition.
     type: bool
     default: false
-  timeout:
-    description: Deadline in seconds for each plug or unplug step.
+  wait_timeout:
+    description:
+      - Deadline in seconds for the whole change (every plug or unplug step together).
+      - O(timeout) still bounds each single agent reply (at most this deadline).
     type: float
     default: 120
 notes:
@@ -77,7 +85,7 @@ EXAMPLES = r"""
   virt_qga.guest_agent.virt_qga_memory:
     domain: db01
     dimm_mb: 0
-    timeout: 300
+    wait_timeout: 300
 """
 
 RETURN = r"""
@@ -103,8 +111,10 @@ plan:
   type: dict
   sample: {plug: [512, 512]}
 results:
-  description: The workflow report of each plug or unplug step (devices, blocks, timed steps).
-  returned: when a change was made
+  description:
+    - The workflow report of each plug or unplug step (devices, blocks, timed steps).
+    - On a failure, the steps that were done before it and the report of the one that failed.
+  returned: when a change was made or attempted
   type: list
   elements: dict
   sample: [{action: plug, state: done, devices: [{alias: dimm0, size: 536870912, blocks: [32, 33, 34, 35]}]}]
@@ -136,15 +146,15 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.virt_qga.guest_agent.plugins.module_utils.virt_qga_common import (
     common_argument_spec,
+    error_changed,
+    fail_from_error,
     module_kwargs,
     open_agent,
     open_domain,
     require_library,
     run_guarded,
+    wait_argument_spec,
 )
-
-#: Longest single agent reply wait, whatever the step's own deadline.
-MAX_CALL_TIMEOUT = 30.0
 
 
 def argument_spec():
@@ -153,13 +163,19 @@ def argument_spec():
         dimm_size_mb=dict(type="int"),
         node=dict(type="int", default=0),
         config=dict(type="bool", default=False),
-        timeout=dict(type="float", default=120.0),
+        **wait_argument_spec(120.0),
     )
 
 
 def body(module):
     require_library(module)
-    from virt_qga.workflows.memory import MIB, plan_dimm_total, plug, read_view, unplug
+    from virt_qga.workflows.memory import (
+        MIB,
+        config_dimm_changes,
+        plan_dimm_total,
+        read_view,
+        sync_config_dimms,
+    )
 
     p = module.params
     if p.get("dimm_size_mb") is not None and p["dimm_size_mb"] <= 0:
@@ -167,32 +183,80 @@ def body(module):
 
         raise BadInputError("dimm_size_mb must be positive", field="dimm_size_mb")
     domain = open_domain(module, "virt_qga_memory")
-    agent = open_agent(module, timeout=min(p["timeout"], MAX_CALL_TIMEOUT))
+    agent = open_agent(module, timeout=min(p["timeout"], p["wait_timeout"]))
     try:
         before = read_view(domain, agent)
         plan = plan_dimm_total(before, p["dimm_mb"] * MIB, (p.get("dimm_size_mb") or 0) * MIB)
         before_mb = plan.current // MIB
-        if not plan.changes:
+        # With config=true the persistent DIMMs are read; they are fixed on their own only
+        # when the live ones are right already (a live change updates both at each step).
+        persistent = config_dimm_changes(domain) if p["config"] else None
+        config_mb = persistent.config_total // MIB if persistent is not None else None
+        config = persistent if persistent and not plan.changes else None
+        diff = memory_diff(before_mb, config_mb, p["dimm_mb"], p["config"])
+        if not plan.changes and not config:
             module.exit_json(changed=False, dimm_mb=p["dimm_mb"], before_mb=before_mb, after_mb=before_mb,
                              plan={}, view=before.to_dict(), msg=f"DIMM memory already {before_mb} MiB")
         if module.check_mode:
+            planned = memory_text(before_mb, config_mb, p["dimm_mb"])
             module.exit_json(changed=True, dimm_mb=p["dimm_mb"], before_mb=before_mb, after_mb=p["dimm_mb"],
-                             plan=plan.to_dict(), view=before.to_dict(),
-                             msg=f"would change DIMM memory {before_mb} -> {p['dimm_mb']} MiB (check mode)")
-        results = []
-        for size in plan.plug:
-            results.append(plug(domain, agent, size, node=p["node"], config=p["config"],
-                                timeout=p["timeout"]).to_dict())
-        for alias in plan.unplug:
-            results.append(unplug(domain, agent, alias=alias, config=p["config"],
-                                  timeout=p["timeout"]).to_dict())
+                             plan=plan.to_dict(), view=before.to_dict(), diff=diff,
+                             msg=f"would change {planned} (check mode)")
+        if config:
+            sync_config_dimms(domain, config, node=p["node"])
+            results = [{"action": "config", "state": "done", **config.to_dict()}]
+        else:
+            results = run_steps(module, domain, agent, plan)
         after = read_view(domain, agent)
     finally:
         agent.close()
     after_mb = sum(d.size for d in after.layout.dimms) // MIB
     module.exit_json(changed=True, dimm_mb=p["dimm_mb"], before_mb=before_mb, after_mb=after_mb,
-                     plan=plan.to_dict(), results=results, view=after.to_dict(),
-                     msg=f"DIMM memory {before_mb} -> {after_mb} MiB")
+                     plan=plan.to_dict(), results=results, view=after.to_dict(), diff=diff,
+                     msg=f"DIMM memory {memory_text(before_mb, config_mb, after_mb)}")
+
+
+def run_steps(module, domain, agent, plan):
+    """Plug, then unplug, each step within what is left of O(wait_timeout). A failure
+    after a step succeeded fails the task with changed=true and the steps done."""
+    import time
+
+    from virt_qga.errors import VirtQgaError
+    from virt_qga.workflows.memory import plug, unplug
+
+    p = module.params
+    deadline = time.monotonic() + p["wait_timeout"]
+    steps = [("plug", size) for size in plan.plug] + [("unplug", alias) for alias in plan.unplug]
+    results: list[dict[str, object]] = []
+    for kind, what in steps:
+        left = max(deadline - time.monotonic(), 1.0)
+        try:
+            if kind == "plug":
+                res = plug(domain, agent, what, node=p["node"], config=p["config"], timeout=left)
+            else:
+                res = unplug(domain, agent, alias=what, config=p["config"], timeout=left)
+        except VirtQgaError as exc:
+            failed = getattr(exc, "result", None)
+            done = results + ([failed] if failed else [])
+            fail_from_error(module, exc, changed=bool(results) or error_changed(exc), results=done)
+        results.append(res.to_dict())
+    return results
+
+
+def memory_diff(live_mb, config_mb, want_mb, persistent):
+    """Ansible's diff: the DIMM total (and the persistent one) before and after, in MiB."""
+    before, after = {"dimm_mb": live_mb}, {"dimm_mb": want_mb}
+    if persistent:
+        before["config_dimm_mb"] = config_mb
+        after["config_dimm_mb"] = want_mb
+    return {"before": before, "after": after}
+
+
+def memory_text(live_mb, config_mb, want_mb):
+    text = f"{live_mb} -> {want_mb} MiB"
+    if config_mb is not None and config_mb != want_mb:
+        text += f", persistent definition {config_mb} -> {want_mb} MiB"
+    return text
 
 
 def main():

@@ -1,6 +1,7 @@
 #!/usr/bin/python
-# Copyright: virt-qga developers
-# MIT License (see the repository's LICENSE)
+# Copyright (c) virt-qga developers
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Ansible module: bring a running domain to N vCPUs (hotplug with the guest's consent)."""
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ description:
     libvirt and online in the guest.
   - Shrinking asks the guest to offline vCPUs first (C(guest-set-vcpus)), then unplugs them;
     growing plugs vCPUs, waits for the guest to see them and onlines them. The guest, QEMU
-    and libvirt views are read back until they agree or O(timeout) passes.
-  - Idempotent - when the three views already show O(count) vCPUs, nothing is done and
-    C(changed) is false.
+    and libvirt views are read back until they agree or O(wait_timeout) passes.
+  - Idempotent - when the three views already show O(count) vCPUs (and, with O(config=true),
+    the persistent definition does too), nothing is done and C(changed) is false. When only
+    the persistent definition is wrong, only the definition is changed.
   - A change that cannot finish cleanly fails with the state it left (for example
     V(pending), V(rolled-back), V(inconsistent)), the virt-qga exit code and the views.
 author:
@@ -33,8 +35,9 @@ attributes:
     support: full
     description: The three views are read and compared with O(count); nothing is changed.
   diff_mode:
-    support: none
-    description: The before/after views are returned instead.
+    support: full
+    description: The vCPU count online in the guest (and in the persistent definition with
+      O(config=true)) before and after.
 options:
   count:
     description: The number of vCPUs wanted (online in the guest).
@@ -50,8 +53,10 @@ options:
     description: Also store the new count in the persistent domain definition.
     type: bool
     default: false
-  timeout:
-    description: Deadline in seconds for the whole change, reconciliation included.
+  wait_timeout:
+    description:
+      - Deadline in seconds for the whole change, reconciliation included.
+      - O(timeout) still bounds each single agent reply (at most this deadline).
     type: float
     default: 60
 notes:
@@ -71,7 +76,7 @@ EXAMPLES = r"""
     domain: batch01
     count: 2
     config: true
-    timeout: 120
+    wait_timeout: 120
 
 - name: Only offline CPUs inside the guest
   virt_qga.guest_agent.virt_qga_vcpus:
@@ -132,10 +137,8 @@ from ansible_collections.virt_qga.guest_agent.plugins.module_utils.virt_qga_comm
     open_domain,
     require_library,
     run_guarded,
+    wait_argument_spec,
 )
-
-#: Longest single agent reply wait, whatever the change's own deadline.
-MAX_CALL_TIMEOUT = 30.0
 
 
 def argument_spec():
@@ -143,7 +146,7 @@ def argument_spec():
         count=dict(type="int", required=True),
         guest_only=dict(type="bool", default=False),
         config=dict(type="bool", default=False),
-        timeout=dict(type="float", default=60.0),
+        **wait_argument_spec(60.0),
     )
 
 
@@ -168,29 +171,55 @@ def summary(views):
 def body(module):
     require_library(module)
     from virt_qga.errors import BadInputError
-    from virt_qga.workflows.vcpus import read_views, set_vcpu_count
+    from virt_qga.workflows.vcpus import config_vcpu_count, read_views, set_config_vcpu_count, set_vcpu_count
 
     p = module.params
     if p["count"] < 1:
         raise BadInputError(f"count must be at least 1, got {p['count']}", field="count")
     domain = open_domain(module, "virt_qga_vcpus")
-    agent = open_agent(module, timeout=min(p["timeout"], MAX_CALL_TIMEOUT))
+    agent = open_agent(module, timeout=min(p["timeout"], p["wait_timeout"]))
+    persistent = p["config"] and not p["guest_only"]
     try:
         before = read_views(domain, agent)
-        if in_sync(before, p["count"], p["guest_only"]):
+        config_before = config_vcpu_count(domain) if persistent else None
+        live_ok = in_sync(before, p["count"], p["guest_only"])
+        config_ok = config_before is None or config_before == p["count"]
+        diff = vcpu_diff(summary(before), config_before, p["count"], persistent)
+        if live_ok and config_ok:
             module.exit_json(changed=False, count=p["count"], before=before.to_dict(),
                              after=before.to_dict(), msg=f"already {p['count']} vCPUs")
         if module.check_mode:
-            module.exit_json(changed=True, count=p["count"], before=before.to_dict(),
-                             msg=f"would change {summary(before)} -> {p['count']} vCPUs (check mode)")
-        result = set_vcpu_count(domain, agent, p["count"], guest_only=p["guest_only"],
-                                config=p["config"], timeout=p["timeout"])
+            module.exit_json(changed=True, count=p["count"], before=before.to_dict(), diff=diff,
+                             msg=f"would change {change_text(summary(before), config_before, p['count'])}"
+                                 " (check mode)")
+        result = None
+        if live_ok:  # only the persistent definition is behind
+            set_config_vcpu_count(domain, p["count"])
+        else:
+            result = set_vcpu_count(domain, agent, p["count"], guest_only=p["guest_only"],
+                                    config=p["config"], timeout=p["wait_timeout"])
         after = read_views(domain, agent)
     finally:
         agent.close()
-    changed = bool(result.plugged or result.unplugged or result.changed_guest)
+    changed = result is None or bool(result.plugged or result.unplugged or result.changed_guest)
+    extra = {} if result is None else {"result": result.to_dict()}
     module.exit_json(changed=changed, count=p["count"], before=before.to_dict(), after=after.to_dict(),
-                     result=result.to_dict(), msg=f"{summary(before)} -> {summary(after)} vCPUs")
+                     diff=diff, msg=change_text(summary(before), config_before, summary(after)), **extra)
+
+
+def vcpu_diff(live, config, count, persistent):
+    """Ansible's diff: the online count (and the persistent one) before and after."""
+    before, after = {"vcpus": live}, {"vcpus": count}
+    if persistent:
+        before["config_vcpus"], after["config_vcpus"] = config, count
+    return {"before": before, "after": after}
+
+
+def change_text(live, config, count):
+    text = f"{live} -> {count} vCPUs"
+    if config is not None and config != count:
+        text += f", persistent definition {config} -> {count}"
+    return text
 
 
 def main():

@@ -1,3 +1,6 @@
+# Copyright (c) virt-qga developers
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """virt_qga_exec with a fake agent: status propagation, expected_rc, guards, check mode,
 timeouts and secrets. The real-guest behaviour is covered by tests/ansible/ in the repo."""
 
@@ -105,7 +108,7 @@ def test_guard_in_check_mode_is_evaluated_but_command_not_run(run_module: Any, f
 
 def test_timeout_reports_pid_and_exit_124(run_module: Any, fake_agent: Any) -> None:
     fake_agent(virt_qga_exec, program=lambda a, e, s: {"running": True})
-    res = run_module(virt_qga_exec, {"domain": "web01", "argv": ["sleep", "100"], "timeout": 0.05})
+    res = run_module(virt_qga_exec, {"domain": "web01", "argv": ["sleep", "100"], "wait_timeout": 0.05})
     assert res.failed
     assert res.result["exit_code"] == 124 and res.result["error"] == "OperationError"
     assert res.result["state"] == "running" and res.result["result"]["pid"] == 101
