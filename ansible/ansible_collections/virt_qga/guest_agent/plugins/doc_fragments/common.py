@@ -31,9 +31,10 @@ options:
     type: path
   timeout:
     description:
-      - Deadline in seconds for each guest agent reply.
-      - Modules that wait for work in the guest also bound that wait by it; each module
-        says how.
+      - Deadline in seconds for each single guest agent reply. It means this in every
+        module.
+      - Modules that wait for work to finish (a guest command, a hotplug) have a separate
+        overall deadline, O(ignore:wait_timeout).
     type: float
     default: 30
 requirements:
