@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from ansible_collections.virt_qga.guest_agent.plugins.modules import virt_qga_exec
 
 TEST_E = ["/bin/sh", "-c", 'test -e "$1"', "sh"]
@@ -143,3 +145,18 @@ def test_unsupported_exec_maps_to_exit_3(run_module: Any, fake_agent: Any) -> No
     res = run_module(virt_qga_exec, {"domain": "web01", "argv": ["true"]})
     assert res.failed and res.result["exit_code"] == 3
     assert res.result["error"] == "CommandNotSupportedError"
+
+
+def test_guest_paths_are_not_expanded_on_the_hypervisor(run_module: Any, fake_agent: Any,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """creates/removes/chdir name guest paths: ~ and $VARS reach the guest as written."""
+    monkeypatch.setenv("HOME", "/home/hypervisor-admin")
+    monkeypatch.setenv("APPDIR", "/hypervisor/app")
+    agent = fake_agent(virt_qga_exec, program=guest(existing={"~/done"}))
+    res = run_module(virt_qga_exec, {"domain": "web01", "argv": ["true"], "creates": "~/done",
+                                     "chdir": "$APPDIR"})
+    assert res.result["changed"] is False
+    assert agent.started == [[*TEST_E, "~/done"]]
+    agent = fake_agent(virt_qga_exec, program=guest(existing={"$APPDIR/old"}))
+    res = run_module(virt_qga_exec, {"domain": "web01", "argv": ["true"], "removes": "$APPDIR/old"})
+    assert res.result["changed"] is True and agent.started[0] == [*TEST_E, "$APPDIR/old"]

@@ -168,3 +168,18 @@ def test_timeout_is_per_reply_and_wait_timeout_the_deadline(run_module: Any, hos
     host["views"] = [Views({0, 1}, {0, 1}), Views({0, 1, 2}, {0, 1, 2})]
     run_module(mod, {"domain": "vm", "count": 3, "timeout": 7, "wait_timeout": 200})
     assert seen == [7.0] and host["calls"][0][1]["timeout"] == 200.0
+
+
+def test_out_of_range_count_names_the_module_option(run_module: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The workflow's range check speaks of count (the module's option), not the CLI's N."""
+    from virt_qga.workflows.vcpus import change
+
+    views = SimpleNamespace(guest={"online": [0, 1]}, libvirt=SimpleNamespace(maximum=4, enabled_ids={0, 1}))
+    monkeypatch.setattr(change, "read_views", lambda d, a: views)
+    monkeypatch.setattr(mod, "open_domain", lambda module, what=None: SimpleNamespace(name="vm"))
+    monkeypatch.setattr(mod, "open_agent", lambda module, timeout=None: SimpleNamespace(close=lambda: None))
+    monkeypatch.setattr(mod, "in_sync", lambda views, count, guest_only: False)
+    monkeypatch.setattr(wf, "read_views", lambda d, a: Views({0, 1}, {0, 1}))
+    res = run_module(mod, {"domain": "vm", "count": 9})
+    assert res.failed and res.result["exit_code"] == 2, res.result
+    assert res.result["msg"].startswith("count must be between 1 and 4") and res.result["field"] == "count"
