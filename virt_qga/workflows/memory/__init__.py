@@ -38,6 +38,7 @@ from virt_qga.workflows.memory.dimm import (
     plug,
     unplug,
 )
+from virt_qga.workflows.memory.options import WAIT_FIELDS, MemoryOptions
 from virt_qga.workflows.memory.plan import (
     MIB,
     DimmPlan,
@@ -66,12 +67,14 @@ __all__ = [
     "GUEST_POLL",
     "MIB",
     "RETRYABLE_ERRNOS",
+    "WAIT_FIELDS",
     "AgentLike",
     "BlockOutcome",
     "BlocksBusy",
     "BlocksRefused",
     "ConfigDimmChanges",
     "DimmPlan",
+    "MemoryOptions",
     "MemoryResult",
     "MemoryView",
     "check_block_multiple",

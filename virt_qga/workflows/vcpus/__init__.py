@@ -35,7 +35,7 @@ from virt_qga.workflows.vcpus.guest import (
     guest_error_is_transient,
     set_guest_online,
 )
-from virt_qga.workflows.vcpus.options import VcpuOptions
+from virt_qga.workflows.vcpus.options import WAIT_FIELDS, VcpuOptions
 from virt_qga.workflows.vcpus.plan import (
     choose_new,
     choose_victims,
@@ -58,6 +58,7 @@ from virt_qga.workflows.vcpus.views import (
 __all__ = [
     "GUEST_POLL",
     "TRANSIENT_GUEST_TEXTS",
+    "WAIT_FIELDS",
     "AgentLike",
     "GuestVcpuRefused",
     "Reconciled",
