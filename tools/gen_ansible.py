@@ -49,6 +49,10 @@ class Group:
 #: module name -> the option groups it takes, in documentation order.
 MODULES: dict[str, tuple[Group, ...]] = {
     "virt_qga_snapshot": (Group("virt_qga.workflows.snapshot.options:SnapshotOptions", "*"),),
+    "virt_qga_vcpus": (Group("virt_qga.workflows.vcpus.options:VcpuOptions",
+                             "virt_qga.workflows.vcpus.options:WAIT_FIELDS"),),
+    "virt_qga_memory": (Group("virt_qga.workflows.memory.options:MemoryOptions",
+                              "virt_qga.workflows.memory.options:WAIT_FIELDS"),),
     "virt_qga_backup": (
         Group("virt_qga.workflows.backup.options:BackupOptions", "*"),
         Group("virt_qga.workflows.snapshot.options:SnapshotOptions",

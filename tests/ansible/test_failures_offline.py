@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
+from tests.collection_build import installed_collections
 from tests.conftest import tool_missing
 
 REPO = Path(__file__).resolve().parents[2]
-COLLECTIONS = REPO / "ansible"
 
 pytestmark = pytest.mark.skipif(tool_missing("ansible-playbook"),
                                 reason="ansible-core is not installed (pip install ansible-core)")
@@ -38,7 +38,7 @@ def play(tmp: Path, task: dict[str, Any], *, with_library: bool,
     }]
     (tmp / "play.yml").write_text(json.dumps(playbook))
     env = dict(os.environ)
-    env.update(ANSIBLE_COLLECTIONS_PATH=str(COLLECTIONS), ANSIBLE_LOCAL_TEMP=str(tmp / "t"),
+    env.update(ANSIBLE_COLLECTIONS_PATH=str(installed_collections()), ANSIBLE_LOCAL_TEMP=str(tmp / "t"),
                ANSIBLE_NOCOLOR="1")
     env.pop("PYTHONPATH", None)
     if with_library:

@@ -20,11 +20,11 @@ from typing import Any
 
 import pytest
 
+from tests.collection_build import installed_collections
 from tests.conftest import tool_missing
 from virt_qga.lab import LabGuest
 
 REPO = Path(__file__).resolve().parents[2]
-COLLECTIONS = REPO / "ansible"
 
 pytestmark = pytest.mark.skipif(tool_missing("ansible-playbook"),
                                 reason="ansible-core is not installed (pip install ansible-core)")
@@ -36,7 +36,7 @@ M = "virt_qga.guest_agent."
 def ansible_env(tmp: Path) -> dict[str, str]:
     env = dict(os.environ)
     env.update({
-        "ANSIBLE_COLLECTIONS_PATH": str(COLLECTIONS),
+        "ANSIBLE_COLLECTIONS_PATH": str(installed_collections()),
         "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p),
         "ANSIBLE_LOCAL_TEMP": str(tmp / "local-tmp"),
         "ANSIBLE_REMOTE_TEMP": str(tmp / "remote-tmp"),
@@ -136,7 +136,7 @@ def test_info_and_exec_over_a_fleet(tmp_path: Path, fleet: dict[str, dict[str, A
         {"name": "removes: cleans up", M + "virt_qga_exec": {"argv": ["rm", marker],
                                                             "removes": marker},
          "register": "removes1"},
-        {"name": "timeout", M + "virt_qga_exec": {"argv": ["sleep", "30"], "timeout": 1},
+        {"name": "timeout", M + "virt_qga_exec": {"argv": ["sleep", "30"], "wait_timeout": 1},
          "register": "slow", "ignore_errors": True},
         {"name": "stop the timed-out process", M + "virt_qga_exec": {
             "argv": ["kill", "-9", "{{ slow.result.pid }}"]}, "register": "killed",
@@ -289,13 +289,24 @@ def test_snapshot_backup_vcpus_memory_on_a_fresh_guest(tmp_path: Path, store: Pa
         {"name": "vcpus already 2", M + "virt_qga_vcpus": {"count": 2}, "register": "v2"},
         {"name": "vcpus 3, check mode", M + "virt_qga_vcpus": {"count": 3}, "check_mode": True,
          "register": "v3_check"},
-        {"name": "vcpus 3", M + "virt_qga_vcpus": {"count": 3, "timeout": 90}, "register": "v3"},
+        {"name": "vcpus 3", M + "virt_qga_vcpus": {"count": 3, "wait_timeout": 90}, "diff": True,
+         "register": "v3"},
         {"name": "vcpus 3 again", M + "virt_qga_vcpus": {"count": 3}, "register": "v3_again"},
+        # live already 3, the persistent definition still 2: config=true fixes only that
+        {"name": "vcpus 3 in the definition too", M + "virt_qga_vcpus": {"count": 3, "config": True},
+         "diff": True, "register": "v3_config"},
+        {"name": "vcpus 3 config again", M + "virt_qga_vcpus": {"count": 3, "config": True},
+         "register": "v3_config_again"},
         {"name": "no DIMMs yet", M + "virt_qga_memory": {"dimm_mb": 0}, "register": "m0"},
         {"name": "256 MiB DIMM, check mode", M + "virt_qga_memory": {"dimm_mb": 256},
          "check_mode": True, "register": "m_check"},
         {"name": "256 MiB DIMM", M + "virt_qga_memory": {"dimm_mb": 256}, "register": "m256"},
         {"name": "256 MiB DIMM again", M + "virt_qga_memory": {"dimm_mb": 256}, "register": "m256_again"},
+        {"name": "256 MiB DIMM in the definition too",
+         M + "virt_qga_memory": {"dimm_mb": 256, "config": True},
+         "diff": True, "register": "m256_config"},
+        {"name": "256 MiB DIMM config again", M + "virt_qga_memory": {"dimm_mb": 256, "config": True},
+         "register": "m256_config_again"},
         {"name": "remove the DIMM", M + "virt_qga_memory": {"dimm_mb": 0}, "register": "m_back"},
     ]
     proc, res = run_playbook(tmp_path, inventory_for({"hv": libvirt_host(g)}), tasks)
@@ -321,11 +332,20 @@ def test_snapshot_backup_vcpus_memory_on_a_fresh_guest(tmp_path: Path, store: Pa
     assert r["v3_check"]["changed"] is True and "after" not in r["v3_check"]
     assert r["v3"]["changed"] is True and r["v3"]["after"]["guest"]["online"] == [0, 1, 2]
     assert r["v3_again"]["changed"] is False
+    assert r["v3"]["diff"] == {"before": {"vcpus": 2}, "after": {"vcpus": 3}}
+    assert r["v3_config"]["changed"] is True and "result" not in r["v3_config"]
+    assert r["v3_config"]["diff"]["before"]["config_vcpus"] != 3
+    assert r["v3_config"]["diff"]["after"] == {"vcpus": 3, "config_vcpus": 3}
+    assert r["v3_config_again"]["changed"] is False
 
     assert r["m0"]["changed"] is False
     assert r["m_check"]["changed"] is True and r["m_check"]["plan"] == {"plug": [256]}
     assert r["m256"]["changed"] is True and r["m256"]["after_mb"] == 256
     assert r["m256_again"]["changed"] is False
+    assert r["m256_config"]["changed"] is True and r["m256_config"]["results"][0]["add"] == [256 * 2**20]
+    assert r["m256_config"]["diff"] == {"before": {"dimm_mb": 256, "config_dimm_mb": 0},
+                                        "after": {"dimm_mb": 256, "config_dimm_mb": 256}}
+    assert r["m256_config_again"]["changed"] is False
     assert r["m_back"]["changed"] is True and r["m_back"]["after_mb"] == 0
 
     # Read back outside the modules: 3 vCPUs online, no DIMM blocks left online, thawed.

@@ -8,7 +8,9 @@ import click
 
 from virt_qga.cli.common import open_agent, open_domain, print_kv, print_table
 from virt_qga.cli.context import emit, get_ctx
+from virt_qga.cli.options import click_options
 from virt_qga.cli.vcpus import DefaultCommandGroup
+from virt_qga.workflows.memory.options import WAIT_FIELDS, MemoryOptions
 
 
 def _open(domain: str) -> Any:
@@ -83,8 +85,7 @@ def _run(fn: Any) -> None:
     emit(result.to_dict(), _render_result)
 
 
-_timeout = click.option("--timeout", "deadline", type=click.FloatRange(min=1), default=120.0,
-                        show_default=True, help="Deadline for the whole change, seconds.")
+_timeout = click_options(MemoryOptions, *WAIT_FIELDS)
 
 
 @memory.command()
@@ -95,7 +96,8 @@ _timeout = click.option("--timeout", "deadline", type=click.FloatRange(min=1), d
 @click.option("--virtio-mem", "virtio_mem", metavar="ALIAS", is_flag=False, flag_value="", default=None,
               help="Grow a virtio-mem device's requested size instead (optionally by alias).")
 @_timeout
-def plug(domain: str, size: str, node: int, config: bool, virtio_mem: str | None, deadline: float) -> None:
+def plug(domain: str, size: str, node: int, config: bool, virtio_mem: str | None,
+         wait_timeout: float) -> None:
     """Hot-plug SIZE of memory (256M, 1G, 262144K) as a DIMM; its blocks are brought online."""
     from virt_qga.host.memory import parse_size
     from virt_qga.workflows.memory import plug as do_plug
@@ -104,9 +106,10 @@ def plug(domain: str, size: str, node: int, config: bool, virtio_mem: str | None
     nbytes = parse_size(size)
     dom = _open(domain)
     if virtio_mem is not None:
-        _run(lambda: resize_virtio_mem(dom, nbytes, grow=True, alias=virtio_mem or None, timeout=deadline))
+        _run(lambda: resize_virtio_mem(dom, nbytes, grow=True, alias=virtio_mem or None,
+                                       timeout=wait_timeout))
         return
-    _run(lambda: do_plug(dom, open_agent(domain), nbytes, node=node, config=config, timeout=deadline))
+    _run(lambda: do_plug(dom, open_agent(domain), nbytes, node=node, config=config, timeout=wait_timeout))
 
 
 @memory.command()
@@ -120,7 +123,7 @@ def plug(domain: str, size: str, node: int, config: bool, virtio_mem: str | None
               help="Passes over blocks that answer EBUSY.")
 @_timeout
 def unplug(domain: str, size: str | None, alias: str | None, config: bool, virtio_mem: str | None,
-           busy_attempts: int, deadline: float) -> None:
+           busy_attempts: int, wait_timeout: float) -> None:
     """Remove SIZE of DIMM memory (highest address first) or one --dimm, guest first.
 
     The guest offlines the DIMM's blocks (EBUSY retried), then libvirt detaches it;
@@ -139,7 +142,8 @@ def unplug(domain: str, size: str | None, alias: str | None, config: bool, virti
     if virtio_mem is not None:
         if nbytes is None:
             raise BadInputError("--virtio-mem needs SIZE", field="SIZE")
-        _run(lambda: resize_virtio_mem(dom, nbytes, grow=False, alias=virtio_mem or None, timeout=deadline))
+        _run(lambda: resize_virtio_mem(dom, nbytes, grow=False, alias=virtio_mem or None,
+                                       timeout=wait_timeout))
         return
     _run(lambda: do_unplug(dom, open_agent(domain), size=nbytes, alias=alias, config=config,
-                           timeout=deadline, attempts=busy_attempts))
+                           timeout=wait_timeout, attempts=busy_attempts))

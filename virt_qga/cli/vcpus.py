@@ -8,6 +8,8 @@ import click
 
 from virt_qga.cli.common import open_agent, open_domain, print_kv, print_table
 from virt_qga.cli.context import emit, get_ctx
+from virt_qga.cli.options import click_options
+from virt_qga.workflows.vcpus.options import WAIT_FIELDS, VcpuOptions
 
 
 class DefaultCommandGroup(click.Group):
@@ -78,9 +80,8 @@ def _render_result(d: dict[str, Any]) -> None:
 @click.argument("count", metavar="N", type=int)
 @click.option("--guest-only", is_flag=True, help="Only change which vCPUs are online in the guest.")
 @click.option("--config", is_flag=True, help="Also persist the count once the live change is done.")
-@click.option("--timeout", "deadline", type=click.FloatRange(min=1), default=60.0, show_default=True,
-              help="Deadline for the whole change, including reconciliation, seconds.")
-def set_(domain: str, count: int, guest_only: bool, config: bool, deadline: float) -> None:
+@click_options(VcpuOptions, *WAIT_FIELDS)
+def set_(domain: str, count: int, guest_only: bool, config: bool, wait_timeout: float) -> None:
     """Bring DOMAIN to N vCPUs: online in the guest, present in QEMU and libvirt.
 
     Shrinking asks the guest first (offline), then unplugs; growing plugs, then
@@ -95,7 +96,7 @@ def set_(domain: str, count: int, guest_only: bool, config: bool, deadline: floa
     dom = open_domain(domain, "vCPU hotplug")
     agent = open_agent(domain)
     try:
-        result = set_vcpu_count(dom, agent, count, guest_only=guest_only, config=config, timeout=deadline)
+        result = set_vcpu_count(dom, agent, count, guest_only=guest_only, config=config, timeout=wait_timeout)
     except OperationError as exc:
         if not get_ctx().json and exc.result:
             _render_result(exc.result)

@@ -38,6 +38,7 @@ from virt_qga.errors import (
     GuestExecStartError,
     OperationError,
     VirtQgaError,
+    option_ref,
 )
 from virt_qga.exitcodes import ExitCode
 from virt_qga.outcome import State
@@ -231,7 +232,8 @@ def start(agent: GuestAgent, argv: Sequence[str], *, env: Sequence[str] = (),
           stdin: bytes | None = None, capture: str = "both", cwd: str | None = None) -> int:
     """Start the process; return its guest pid. Nothing is waited for."""
     if capture not in CAPTURE_MODES:
-        raise BadInputError(f"capture must be one of {', '.join(CAPTURE_MODES)}", field="--capture")
+        raise BadInputError(f"{option_ref('capture')} must be one of {', '.join(CAPTURE_MODES)}",
+                            field="capture")
     path, args = build_command(argv, cwd)
     envl = build_env(env)
     input_data: str | None = None
@@ -240,8 +242,8 @@ def start(agent: GuestAgent, argv: Sequence[str], *, env: Sequence[str] = (),
         if len(stdin) > limit:
             raise BadInputError(
                 f"stdin is {len(stdin)} bytes; one guest-exec request over {agent.transport.kind} "
-                f"carries at most {limit} bytes (base64 inside the request). Copy the data in "
-                "with `virt-qga cp` and redirect from the file instead", field="--stdin")
+                f"carries at most {limit} bytes (base64 inside the request). Copy the data into "
+                "a guest file first and redirect from it instead", field="stdin")
         input_data = base64.b64encode(stdin).decode("ascii")
     try:
         reply = agent.exec(path, arg=args, env=envl, input_data=input_data,

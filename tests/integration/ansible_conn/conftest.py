@@ -22,12 +22,12 @@ from typing import Any
 
 import pytest
 
+from tests.collection_build import installed_collections
 from tests.conftest import tool_missing
 from tests.integration.conftest import BOOT_TIMEOUT, SESSION_TAG, lab_unavailable
 from virt_qga.lab import Lab, LabError, LabGuest
 
 REPO = Path(__file__).resolve().parents[3]
-COLLECTIONS = REPO / "ansible"
 CONNECTION = "virt_qga.guest_agent.qga"
 
 needs_ansible = pytest.mark.skipif(tool_missing("ansible-playbook"),
@@ -95,7 +95,7 @@ def _destroy(lab: Lab, name: str) -> None:
 def ansible_env(tmp: Path, **extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update({
-        "ANSIBLE_COLLECTIONS_PATH": str(COLLECTIONS),
+        "ANSIBLE_COLLECTIONS_PATH": str(installed_collections()),
         "ANSIBLE_LOCAL_TEMP": str(tmp / "local-tmp"),
         "ANSIBLE_RETRY_FILES_ENABLED": "False",
         "ANSIBLE_NOCOLOR": "1",

@@ -6,7 +6,7 @@ import posixpath
 import secrets
 from collections.abc import Callable
 
-from virt_qga.errors import BadInputError
+from virt_qga.errors import BadInputError, option_ref
 from virt_qga.workflows import exec as gexec
 
 #: qemu-ga refuses guest-file-read counts above 48 MB (GUEST_FILE_READ_COUNT_MAX).
@@ -75,7 +75,8 @@ def parse_mode(text: str | None) -> int | None:
     try:
         mode = int(text.removeprefix("0o"), 8)
     except ValueError:
-        raise BadInputError(f"--mode {text!r} is not an octal mode like 644", field="--mode") from None
+        raise BadInputError(f"{option_ref('mode')} {text!r} is not an octal mode like 644",
+                            field="mode") from None
     if not 0 <= mode <= 0o7777:
-        raise BadInputError(f"--mode {text!r} is out of range", field="--mode")
+        raise BadInputError(f"{option_ref('mode')} {text!r} is out of range", field="mode")
     return mode

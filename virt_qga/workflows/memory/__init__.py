@@ -29,10 +29,16 @@ from virt_qga.workflows.memory.blocks import (
     describe_response,
     set_blocks,
 )
+from virt_qga.workflows.memory.config import (
+    ConfigDimmChanges,
+    config_dimm_changes,
+    sync_config_dimms,
+)
 from virt_qga.workflows.memory.dimm import (
     plug,
     unplug,
 )
+from virt_qga.workflows.memory.options import WAIT_FIELDS, MemoryOptions
 from virt_qga.workflows.memory.plan import (
     MIB,
     DimmPlan,
@@ -61,16 +67,20 @@ __all__ = [
     "GUEST_POLL",
     "MIB",
     "RETRYABLE_ERRNOS",
+    "WAIT_FIELDS",
     "AgentLike",
     "BlockOutcome",
     "BlocksBusy",
     "BlocksRefused",
+    "ConfigDimmChanges",
     "DimmPlan",
+    "MemoryOptions",
     "MemoryResult",
     "MemoryView",
     "check_block_multiple",
     "choose_dimms",
     "classify_block_response",
+    "config_dimm_changes",
     "describe_response",
     "online_hint",
     "plan_dimm_total",
@@ -78,6 +88,7 @@ __all__ = [
     "read_view",
     "resize_virtio_mem",
     "set_blocks",
+    "sync_config_dimms",
     "unplug",
     "virtio_mem_qemu_size",
     "virtio_mem_state",

@@ -26,11 +26,16 @@ from virt_qga.workflows.vcpus.change import (
     VcpuResult,
     set_vcpu_count,
 )
+from virt_qga.workflows.vcpus.config import (
+    config_vcpu_count,
+    set_config_vcpu_count,
+)
 from virt_qga.workflows.vcpus.guest import (
     GuestVcpuRefused,
     guest_error_is_transient,
     set_guest_online,
 )
+from virt_qga.workflows.vcpus.options import WAIT_FIELDS, VcpuOptions
 from virt_qga.workflows.vcpus.plan import (
     choose_new,
     choose_victims,
@@ -53,19 +58,23 @@ from virt_qga.workflows.vcpus.views import (
 __all__ = [
     "GUEST_POLL",
     "TRANSIENT_GUEST_TEXTS",
+    "WAIT_FIELDS",
     "AgentLike",
     "GuestVcpuRefused",
     "Reconciled",
+    "VcpuOptions",
     "VcpuResult",
     "VcpuRow",
     "VcpuViews",
     "agree",
     "choose_new",
     "choose_victims",
+    "config_vcpu_count",
     "guest_error_is_transient",
     "log",
     "read_views",
     "reconcile",
+    "set_config_vcpu_count",
     "set_guest_online",
     "set_vcpu_count",
 ]

@@ -11,6 +11,7 @@ from virt_qga.errors import (
     OperationError,
     VirtQgaError,
     is_transient,
+    option_ref,
 )
 from virt_qga.host.vcpus import (
     DomainLike,
@@ -75,8 +76,9 @@ def set_vcpu_count(domain: DomainLike, agent: AgentLike, target: int, *, guest_o
         return _guest_only(domain, agent, views, target)
     maximum = views.libvirt.maximum
     if target < 1 or target > maximum:
-        raise BadInputError(f"N must be between 1 and {maximum} (the domain's maximum vCPUs), got {target}",
-                            field="N")
+        raise BadInputError(f"{option_ref('count')} must be between 1 and {maximum} (the domain's maximum "
+                            f"vCPUs), got {target}",
+                            field="count")
     if not views.libvirt.hotpluggable_ids:
         raise BadInputError("this domain has no hot-pluggable vCPUs (<vcpus> lists none with "
                             "hotpluggable='yes')", field="DOMAIN")
@@ -95,8 +97,9 @@ def _guest_only(domain: DomainLike, agent: AgentLike, views: VcpuViews, target: 
     present = sorted(views.guest_present or set())
     online = views.guest_online or set()
     if target < 1 or target > len(present):
-        raise BadInputError(f"N must be between 1 and {len(present)} (vCPUs the guest has), got {target}",
-                            field="N")
+        raise BadInputError(f"{option_ref('count')} must be between 1 and {len(present)} (vCPUs the guest "
+                            f"has), got {target}",
+                            field="count")
     result = VcpuResult(domain=domain.name, action="none", target=target)
     t = time.monotonic()
     if target < len(online):
@@ -104,7 +107,7 @@ def _guest_only(domain: DomainLike, agent: AgentLike, views: VcpuViews, target: 
                  if i != 0 and (views.guest_entry(i) or {}).get("can-offline", True)]
         need = len(online) - target
         if len(cands) < need:
-            raise BadInputError(f"only {len(cands)} vCPU(s) can be offlined in the guest", field="N")
+            raise BadInputError(f"only {len(cands)} vCPU(s) can be offlined in the guest", field="count")
         ids, want, result.action = cands[:need], False, "offline"
     elif target > len(online):
         ids = sorted(i for i in present if i not in online)[: target - len(online)]

@@ -23,7 +23,7 @@ def choose_victims(views: VcpuViews, count: int) -> list[int]:
         raise BadInputError(f"only {len(candidates)} vCPU(s) can be removed "
                             f"({', '.join(map(str, sorted(candidates))) or 'none'}): vCPU 0, "
                             "non-hotpluggable ones and ones the guest cannot offline are kept",
-                            field="N")
+                            field="count")
     return candidates[:count]
 
 
@@ -32,5 +32,5 @@ def choose_new(views: VcpuViews, count: int) -> list[int]:
     enabled = views.libvirt.enabled_ids
     free = sorted(i for i in views.libvirt.hotpluggable_ids if i not in enabled)
     if len(free) < count:
-        raise BadInputError(f"only {len(free)} more vCPU(s) can be hot-plugged", field="N")
+        raise BadInputError(f"only {len(free)} more vCPU(s) can be hot-plugged", field="count")
     return free[:count]

@@ -1,5 +1,6 @@
-# Copyright: virt-qga developers
-# MIT License (see the repository's LICENSE)
+# Copyright (c) virt-qga developers
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Options every virt_qga.guest_agent module shares: how to reach the guest agent."""
 
 from __future__ import annotations
@@ -30,9 +31,10 @@ options:
     type: path
   timeout:
     description:
-      - Deadline in seconds for each guest agent reply.
-      - Modules that wait for work in the guest also bound that wait by it; each module
-        says how.
+      - Deadline in seconds for each single guest agent reply. It means this in every
+        module.
+      - Modules that wait for work to finish (a guest command, a hotplug) have a separate
+        overall deadline, O(ignore:wait_timeout).
     type: float
     default: 30
 requirements:

@@ -1,5 +1,6 @@
-# Copyright: virt-qga developers
-# MIT License (see the repository's LICENSE)
+# Copyright (c) virt-qga developers
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Ansible inventory plugin: the domains of libvirt hypervisors, with their guest agents' facts."""
 
 from __future__ import annotations

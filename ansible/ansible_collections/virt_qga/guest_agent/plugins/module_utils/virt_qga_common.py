@@ -1,5 +1,6 @@
-# Copyright: virt-qga developers
-# MIT License (see the repository's LICENSE)
+# Copyright (c) virt-qga developers
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Shared plumbing of the virt_qga.guest_agent modules.
 
 * ``common_argument_spec()``: the options of the ``common`` doc fragment;
@@ -18,6 +19,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import traceback
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
@@ -35,7 +37,7 @@ T = TypeVar("T")
 VIRT_QGA_IMPORT_ERROR: str | None
 try:
     from virt_qga.errors import VirtQgaError, set_option_spelling
-    from virt_qga.exitcodes import ExitCode as ExitCode  # re-exported to the modules
+    from virt_qga.exitcodes import ExitCode
     from virt_qga.options import ansible_name
 except ImportError:  # reported by require_library()
     HAS_VIRT_QGA = False
@@ -49,6 +51,36 @@ else:
     VIRT_QGA_IMPORT_ERROR = None
     # Messages name workflow options as module options (max_frozen, not --max-frozen).
     set_option_spelling(ansible_name)
+
+#: What the modules import from here (ExitCode is re-exported from the library).
+__all__ = [
+    "CHANGED_STATES",
+    "COLLECTION",
+    "COMMON_MODULE_KWARGS",
+    "DEFAULT_URI",
+    "GENERIC_FAILURE",
+    "HAS_VIRT_QGA",
+    "URI_ENV",
+    "VIRT_QGA_IMPORT_ERROR",
+    "ExitCode",
+    "VirtQgaError",
+    "common_argument_spec",
+    "connection_uri",
+    "error_changed",
+    "error_result",
+    "fail_from_error",
+    "module_kwargs",
+    "open_agent",
+    "open_domain",
+    "require_library",
+    "run_guarded",
+    "target",
+    "target_name",
+    "undo_action",
+    "undo_fields",
+    "wait_argument_spec",
+    "workflow_options",
+]
 
 DEFAULT_URI = "qemu:///system"
 URI_ENV = "VIRT_QGA_CONNECT"
@@ -67,6 +99,13 @@ def common_argument_spec(**extra: dict[str, Any]) -> dict[str, dict[str, Any]]:
     )
     spec.update(extra)
     return spec
+
+
+def wait_argument_spec(default: float) -> dict[str, dict[str, Any]]:
+    """``wait_timeout``: the deadline of a module's whole operation, in seconds, for the
+    modules that wait for work to finish (a hotplug, a guest command). ``timeout`` keeps
+    one meaning in every module: the wait for each single agent reply."""
+    return dict(wait_timeout=dict(type="float", default=float(default)))
 
 
 #: Keyword arguments for AnsibleModule that go with common_argument_spec().
@@ -143,14 +182,30 @@ def workflow_options(module: AnsibleModule, cls: type[T], **extra: Any) -> T:
     return from_mapping(cls, module.params, spell=ansible_name, **extra)
 
 
+#: Workflow states (virt_qga.outcome.State values) that leave the guest or domain changed:
+#: a failure in one of them still reports ``changed: true``.
+CHANGED_STATES = frozenset({"done", "pending", "partial", "snapshot-kept", "inconsistent",
+                            "maybe-frozen", "running"})
+
+
+def error_changed(exc: BaseException) -> bool:
+    """True when a failed workflow left something changed (its state says so)."""
+    return str(getattr(exc, "state", None) or "") in CHANGED_STATES
+
+
 def error_result(exc: BaseException) -> dict[str, Any]:
-    """The fail_json keyword arguments for an exception (one-line msg, no traceback)."""
+    """The fail_json keyword arguments for an exception (one-line msg, no traceback);
+    ``changed`` follows the state the workflow left."""
     if VirtQgaError is not None and isinstance(exc, VirtQgaError):
-        out = dict(msg=str(exc), exit_code=int(exc.exit_code), error=type(exc).__name__)
-        for attr in ("error_class", "state", "undo", "field", "agent_version", "command"):
+        out = dict(msg=str(exc), exit_code=int(exc.exit_code), error=type(exc).__name__,
+                   changed=error_changed(exc))
+        for attr in ("error_class", "state", "field", "agent_version", "command"):
             value = getattr(exc, attr, None)
             if value is not None:
                 out[attr] = value
+        undo = getattr(exc, "undo", None)
+        if undo:
+            out.update(undo_fields(undo))
         result = getattr(exc, "result", None)
         if result is not None:
             out["result"] = result
@@ -158,6 +213,38 @@ def error_result(exc: BaseException) -> dict[str, Any]:
     text = " ".join(str(exc).split()) or type(exc).__name__
     return dict(msg=f"{type(exc).__name__}: {text}", exit_code=GENERIC_FAILURE,
                 error=type(exc).__name__)
+
+
+COLLECTION = "virt_qga.guest_agent"
+
+
+def undo_action(command: str) -> dict[str, Any]:
+    """The task that repairs what a failed workflow left, from the CLI command the library
+    names (``OperationError.undo``): ``{"module": FQCN, "args": {...}}``, ready for a
+    playbook's ``rescue:`` (for example with ``ansible.builtin.include_role`` or a task
+    templated from it). virt-qga commands that a module of this collection does are
+    mapped to that module; anything else runs as a command on the hypervisor."""
+    text = command.split("  #", 1)[0].strip()
+    try:
+        argv = shlex.split(text)
+    except ValueError:
+        argv = text.split()
+    if argv[:2] == ["virt-qga", "recover"] and len(argv) == 3:
+        return {"module": f"{COLLECTION}.virt_qga_recover", "args": {"domain": argv[2]}}
+    if argv[:2] == ["virt-qga", "snapshot"] and len(argv) >= 4 and argv[3] == "--commit-back":
+        disks = [argv[i + 1] for i in range(4, len(argv) - 1) if argv[i] == "--disk"]
+        args: dict[str, Any] = {"domain": argv[2], "commit_back": True}
+        if disks:
+            args["disks"] = disks
+        return {"module": f"{COLLECTION}.virt_qga_snapshot", "args": args}
+    if len(argv) == 2 and argv[0] == "kill" and argv[1].isdigit():
+        return {"module": f"{COLLECTION}.virt_qga_exec", "args": {"argv": ["kill", argv[1]]}}
+    return {"module": "ansible.builtin.command", "args": {"argv": argv}}
+
+
+def undo_fields(command: str) -> dict[str, Any]:
+    """``undo`` (the task, see :func:`undo_action`) and ``undo_command`` (the CLI text)."""
+    return {"undo": undo_action(command), "undo_command": command}
 
 
 def fail_from_error(module: AnsibleModule, exc: BaseException, **extra: Any) -> NoReturn:

@@ -1,6 +1,7 @@
 #!/usr/bin/python
-# Copyright: virt-qga developers
-# MIT License (see the repository's LICENSE)
+# Copyright (c) virt-qga developers
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Ansible module: back up a domain into a chain of full and incremental backups."""
 
 from __future__ import annotations
@@ -200,7 +201,14 @@ state:
   type: str
   sample: failed
 undo:
-  description: On failure, the command that repairs what was left, when known.
+  description:
+    - On failure, the task that repairs what was left, when known - a module and its
+      arguments, or C(ansible.builtin.command) with the command to run on the hypervisor.
+  returned: failure
+  type: dict
+  sample: {module: virt_qga.guest_agent.virt_qga_snapshot, args: {domain: db01, commit_back: true}}
+undo_command:
+  description: The same repair as the virt-qga command line.
   returned: failure
   type: str
   sample: virt-qga snapshot db01 --commit-back
@@ -216,6 +224,7 @@ from ansible_collections.virt_qga.guest_agent.plugins.module_utils.virt_qga_comm
     open_domain,
     require_library,
     run_guarded,
+    undo_fields,
     workflow_options,
 )
 
@@ -248,7 +257,7 @@ def body(module):
 
     p = module.params
     domain = open_domain(module, "virt_qga_backup")
-    dest = Path(p["dest"]).expanduser().absolute()
+    dest = Path(p["dest"]).absolute()  # type=path: Ansible expanded ~ and $VARS
     opts = workflow_options(module, SnapshotOptions, timeout=p["timeout"])
     opts.validate()
     own = workflow_options(module, BackupOptions)
@@ -262,8 +271,8 @@ def body(module):
     out = dict(consistency=res.consistency, result=res.to_dict())
     if not res.ok:
         module.fail_json(msg=f"backup of {res.domain} failed: {res.error}", changed=bool(res.committed),
-                         exit_code=res.exit_code, error="BackupFailed", state=res.state, undo=res.undo,
-                         **out)
+                         exit_code=res.exit_code, error="BackupFailed", state=res.state,
+                         **(undo_fields(res.undo) if res.undo else {}), **out)
     if res.consistency == "crash" and p["quiesce"] != "off":
         module.warn(f"the backup of {res.domain} is only crash-consistent")
     module.exit_json(changed=True, directory=res.directory, disks=res.disks, pruned=res.pruned,

@@ -1,6 +1,7 @@
 #!/usr/bin/python
-# Copyright: virt-qga developers
-# MIT License (see the repository's LICENSE)
+# Copyright (c) virt-qga developers
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Ansible module: copy one file between the hypervisor and a guest, idempotently."""
 
 from __future__ import annotations
@@ -38,14 +39,17 @@ options:
     description:
       - With O(direction=push), a file on the hypervisor; with O(direction=pull), a file
         in the guest.
-    type: path
+      - A guest path is used as given (C(~) and C($VARS) mean nothing to the agent); a
+        hypervisor path has C(~) and C($VARS) expanded on the hypervisor.
+    type: str
     required: true
   dest:
     description:
       - The target file, in the guest for a push, on the hypervisor for a pull.
       - When it is an existing directory (or ends with C(/)), the file keeps the base
         name of O(src) inside it.
-    type: path
+      - Expanded like O(src) - only on the hypervisor side.
+    type: str
     required: true
   direction:
     description: V(push) copies into the guest, V(pull) copies out of it.
@@ -160,6 +164,7 @@ error:
 import os
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.common.validation import check_type_path
 
 from ansible_collections.virt_qga.guest_agent.plugins.module_utils.virt_qga_common import (
     common_argument_spec,
@@ -172,8 +177,8 @@ from ansible_collections.virt_qga.guest_agent.plugins.module_utils.virt_qga_comm
 
 def argument_spec():
     return common_argument_spec(
-        src=dict(type="path", required=True),
-        dest=dict(type="path", required=True),
+        src=dict(type="str", required=True),
+        dest=dict(type="str", required=True),
         direction=dict(type="str", default="push", choices=["push", "pull"]),
         mode=dict(type="raw"),
         force=dict(type="bool", default=True),
@@ -256,7 +261,10 @@ def body(module):
     require_library(module)
     from virt_qga.workflows import exec as wexec
 
-    p = module.params
+    p = dict(module.params)
+    # Guest paths are the agent's business; only the hypervisor side is expanded here.
+    host_side = "src" if p["direction"] == "push" else "dest"
+    p[host_side] = check_type_path(p[host_side])
     mode = parse_mode_option(p.get("mode"))
     agent = open_agent(module)
     try:

@@ -1,6 +1,7 @@
 #!/usr/bin/python
-# Copyright: virt-qga developers
-# MIT License (see the repository's LICENSE)
+# Copyright (c) virt-qga developers
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Ansible module: run a command inside a guest through its agent."""
 
 from __future__ import annotations
@@ -72,8 +73,10 @@ options:
         so C(PATH) is set to a usual default when it is not in this dict.
     type: dict
   chdir:
-    description: Working directory in the guest (done with a C(cd) in a small shell wrapper).
-    type: path
+    description:
+      - Working directory in the guest (done with a C(cd) in a small shell wrapper).
+      - A guest path, used as given (nothing is expanded on the hypervisor).
+    type: str
   capture:
     description:
       - Which output streams to capture. V(merged) sends stderr into RV(stdout).
@@ -88,18 +91,17 @@ options:
   creates:
     description:
       - A path in the guest; when it already exists the command is not run.
-    type: path
+    type: str
   removes:
     description:
       - A path in the guest; when it does not exist the command is not run.
-    type: path
-  timeout:
+    type: str
+  wait_timeout:
     description:
       - Seconds to wait for the guest command to finish. When it is still running after
         that, the task fails with RV(exit_code=124) and the process keeps running in the
         guest (its RV(pid) is returned).
-      - Each single agent reply is waited for at most 30 seconds, or this value when it
-        is smaller.
+      - O(timeout) still bounds each single agent reply (at most this deadline).
     type: float
     default: 30
 notes:
@@ -141,7 +143,7 @@ EXAMPLES = r"""
   virt_qga.guest_agent.virt_qga_exec:
     domain: db01
     argv: [sh, -c, "sync && fstrim -av"]
-    timeout: 600
+    wait_timeout: 600
 """
 
 RETURN = r"""
@@ -249,10 +251,8 @@ from ansible_collections.virt_qga.guest_agent.plugins.module_utils.virt_qga_comm
     open_agent,
     require_library,
     run_guarded,
+    wait_argument_spec,
 )
-
-#: Longest single agent reply wait, whatever the command's own deadline.
-MAX_CALL_TIMEOUT = 30.0
 
 
 def argument_spec():
@@ -263,11 +263,12 @@ def argument_spec():
         secret_stdin=dict(type="str", no_log=True),
         stdin_add_newline=dict(type="bool", default=True),
         env=dict(type="dict"),
-        chdir=dict(type="path"),
+        chdir=dict(type="str"),
         capture=dict(type="str", default="both", choices=["both", "stdout", "stderr", "merged", "none"]),
         expected_rc=dict(type="list", elements="int", default=[0]),
-        creates=dict(type="path"),
-        removes=dict(type="path"),
+        creates=dict(type="str"),
+        removes=dict(type="str"),
+        **wait_argument_spec(30.0),
     )
 
 
@@ -341,11 +342,11 @@ def body(module):
 
     p = module.params
     argv = build_argv(p)
-    timeout = float(p["timeout"])
+    timeout = float(p["wait_timeout"])
     if timeout <= 0:
-        module.fail_json(msg=f"timeout must be positive, got {timeout}", exit_code=int(ExitCode.USAGE),
+        module.fail_json(msg=f"wait_timeout must be positive, got {timeout}", exit_code=int(ExitCode.USAGE),
                          error="BadInputError", cmd=argv)
-    agent = open_agent(module, timeout=min(timeout, MAX_CALL_TIMEOUT))
+    agent = open_agent(module, timeout=min(p["timeout"], timeout))
     try:
         skip = guard_skip_reason(agent, p, timeout)
         if skip is not None:

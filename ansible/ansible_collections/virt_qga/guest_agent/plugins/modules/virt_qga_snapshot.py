@@ -1,6 +1,7 @@
 #!/usr/bin/python
-# Copyright: virt-qga developers
-# MIT License (see the repository's LICENSE)
+# Copyright (c) virt-qga developers
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Ansible module: a consistent (frozen) snapshot of a running domain, or its commit-back."""
 
 from __future__ import annotations
@@ -238,7 +239,15 @@ state:
   type: str
   sample: rolled-back
 undo:
-  description: On a workflow failure, the command that repairs what was left, when known.
+  description:
+    - On a workflow failure, the task that repairs what was left, when known - a module and
+      its arguments (for example M(virt_qga.guest_agent.virt_qga_recover) with the domain),
+      or C(ansible.builtin.command) with the command to run on the hypervisor.
+  returned: failure
+  type: dict
+  sample: {module: virt_qga.guest_agent.virt_qga_recover, args: {domain: db01}}
+undo_command:
+  description: The same repair as the virt-qga command line.
   returned: failure
   type: str
   sample: virt-qga recover db01

@@ -1,3 +1,6 @@
+# Copyright (c) virt-qga developers
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Make the collection importable as ``ansible_collections.virt_qga.guest_agent`` and the
 virt_qga library importable from the repository checkout, when pytest runs these tests
 directly (``ansible-test units`` sets up the collection path itself)."""

@@ -1,3 +1,6 @@
+# Copyright (c) virt-qga developers
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Every virt-qga error becomes one fail_json: a one-line msg, the CLI's exit code and the
 error class, plus what the error carries (state, undo, partial result...)."""
 
@@ -38,7 +41,8 @@ def test_operation_error_details() -> None:
                            undo="virt-qga recover web01", result={"frozen": True}, domain="web01")
     out = common.error_result(exc)
     assert out["state"] == "maybe-frozen"
-    assert out["undo"] == "virt-qga recover web01"
+    assert out["undo"] == {"module": "virt_qga.guest_agent.virt_qga_recover", "args": {"domain": "web01"}}
+    assert out["undo_command"] == "virt-qga recover web01"
     assert out["result"] == {"frozen": True}
     assert out["msg"].startswith("web01: ")
 
@@ -101,3 +105,22 @@ def test_socket_agent_is_named_after_the_socket() -> None:
 def test_nonpositive_timeout_is_bad_input(run_module: Any) -> None:
     res = run_module(virt_qga_exec, {"domain": "web01", "argv": ["true"], "timeout": 0})
     assert res.failed and res.result["exit_code"] == 2
+
+
+@pytest.mark.parametrize(("command", "task"), [
+    ("virt-qga recover web01",
+     {"module": "virt_qga.guest_agent.virt_qga_recover", "args": {"domain": "web01"}}),
+    ("virt-qga snapshot db --commit-back --disk vda --disk vdb",
+     {"module": "virt_qga.guest_agent.virt_qga_snapshot",
+      "args": {"domain": "db", "commit_back": True, "disks": ["vda", "vdb"]}}),
+    ("virt-qga snapshot db --commit-back",
+     {"module": "virt_qga.guest_agent.virt_qga_snapshot", "args": {"domain": "db", "commit_back": True}}),
+    ("kill 4242", {"module": "virt_qga.guest_agent.virt_qga_exec", "args": {"argv": ["kill", "4242"]}}),
+    ("virsh snapshot-delete db vqga-1  # libvirt said no",
+     {"module": "ansible.builtin.command", "args": {"argv": ["virsh", "snapshot-delete", "db", "vqga-1"]}}),
+])
+def test_undo_is_a_task(command: str, task: dict[str, Any]) -> None:
+    """The undo a module returns is a module and its arguments, not CLI text to copy."""
+    out = common.error_result(E.OperationError("left something", state=State.INCONSISTENT, undo=command))
+    assert out["undo"] == task and out["undo_command"] == command
+    assert out["changed"] is True

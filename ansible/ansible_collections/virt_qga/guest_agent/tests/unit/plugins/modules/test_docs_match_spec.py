@@ -1,3 +1,6 @@
+# Copyright (c) virt-qga developers
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Each module's DOCUMENTATION/EXAMPLES/RETURN parse as YAML, and the documented options
 (with the doc fragment merged in) are exactly the argument_spec, with the same types,
 defaults, choices, element types and no_log flags."""

@@ -1,3 +1,6 @@
+# Copyright (c) virt-qga developers
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """virt_qga_copy decisions against a tiny in-memory guest filesystem: identical content is
 no change, mode-only fixes, force=false, check mode writes nothing, pull into a directory.
 Real transfers (chunking, atomic rename, verification) are covered by the integration test
@@ -165,3 +168,19 @@ def test_missing_local_source(run_module: Any, guest: GuestFS, tmp_path: Path) -
 def test_bad_mode(run_module: Any, guest: GuestFS, tmp_path: Path, bad: Any) -> None:
     res = run_module(mod, {"domain": "vm", "src": local(tmp_path, b"x"), "dest": "/tmp/x", "mode": bad})
     assert res.failed and res.result["exit_code"] == 2
+
+
+def test_only_the_hypervisor_side_is_expanded(run_module: Any, guest: GuestFS, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pull reads the guest path as written and expands ~ in the hypervisor one."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    guest.files["~/notes"] = b"guest tilde\n"
+    res = run_module(mod, {"domain": "vm", "src": "~/notes", "dest": "~/pulled", "direction": "pull"})
+    assert not res.failed, res.result
+    assert (tmp_path / "pulled").read_bytes() == b"guest tilde\n"
+    assert res.result["src"] == "~/notes" and res.result["dest"] == str(tmp_path / "pulled")
+
+
+def test_bad_mode_names_the_module_option(run_module: Any, guest: GuestFS, tmp_path: Path) -> None:
+    res = run_module(mod, {"domain": "vm", "src": local(tmp_path, b"x"), "dest": "/tmp/x", "mode": "99999"})
+    assert res.failed and "--mode" not in res.result["msg"] and res.result["msg"].startswith("mode ")

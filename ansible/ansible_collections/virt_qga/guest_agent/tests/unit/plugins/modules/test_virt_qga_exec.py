@@ -1,9 +1,14 @@
+# Copyright (c) virt-qga developers
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """virt_qga_exec with a fake agent: status propagation, expected_rc, guards, check mode,
 timeouts and secrets. The real-guest behaviour is covered by tests/ansible/ in the repo."""
 
 from __future__ import annotations
 
 from typing import Any
+
+import pytest
 
 from ansible_collections.virt_qga.guest_agent.plugins.modules import virt_qga_exec
 
@@ -105,7 +110,7 @@ def test_guard_in_check_mode_is_evaluated_but_command_not_run(run_module: Any, f
 
 def test_timeout_reports_pid_and_exit_124(run_module: Any, fake_agent: Any) -> None:
     fake_agent(virt_qga_exec, program=lambda a, e, s: {"running": True})
-    res = run_module(virt_qga_exec, {"domain": "web01", "argv": ["sleep", "100"], "timeout": 0.05})
+    res = run_module(virt_qga_exec, {"domain": "web01", "argv": ["sleep", "100"], "wait_timeout": 0.05})
     assert res.failed
     assert res.result["exit_code"] == 124 and res.result["error"] == "OperationError"
     assert res.result["state"] == "running" and res.result["result"]["pid"] == 101
@@ -140,3 +145,18 @@ def test_unsupported_exec_maps_to_exit_3(run_module: Any, fake_agent: Any) -> No
     res = run_module(virt_qga_exec, {"domain": "web01", "argv": ["true"]})
     assert res.failed and res.result["exit_code"] == 3
     assert res.result["error"] == "CommandNotSupportedError"
+
+
+def test_guest_paths_are_not_expanded_on_the_hypervisor(run_module: Any, fake_agent: Any,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """creates/removes/chdir name guest paths: ~ and $VARS reach the guest as written."""
+    monkeypatch.setenv("HOME", "/home/hypervisor-admin")
+    monkeypatch.setenv("APPDIR", "/hypervisor/app")
+    agent = fake_agent(virt_qga_exec, program=guest(existing={"~/done"}))
+    res = run_module(virt_qga_exec, {"domain": "web01", "argv": ["true"], "creates": "~/done",
+                                     "chdir": "$APPDIR"})
+    assert res.result["changed"] is False
+    assert agent.started == [[*TEST_E, "~/done"]]
+    agent = fake_agent(virt_qga_exec, program=guest(existing={"$APPDIR/old"}))
+    res = run_module(virt_qga_exec, {"domain": "web01", "argv": ["true"], "removes": "$APPDIR/old"})
+    assert res.result["changed"] is True and agent.started[0] == [*TEST_E, "$APPDIR/old"]

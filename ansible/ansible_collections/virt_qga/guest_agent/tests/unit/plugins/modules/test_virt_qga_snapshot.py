@@ -1,3 +1,6 @@
+# Copyright (c) virt-qga developers
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """virt_qga_snapshot: option mapping and validation, check mode, crash-consistent fallback
 warning, post-thaw failure, commit-back idempotence (the workflow itself is faked here; the
 repository's integration tests take real snapshots)."""
@@ -86,7 +89,8 @@ def test_maybe_frozen_carries_undo(run_module: Any, calls: Any) -> None:
                                       undo="virt-qga recover db", domain="db")
     res = run_module(mod, {"domain": "db"})
     assert res.failed and res.result["exit_code"] == 8
-    assert res.result["undo"] == "virt-qga recover db" and res.result["state"] == "maybe-frozen"
+    assert res.result["undo"] == {"module": "virt_qga.guest_agent.virt_qga_recover", "args": {"domain": "db"}}
+    assert res.result["state"] == "maybe-frozen" and res.result["changed"] is True
 
 
 def test_lock_busy_is_10(run_module: Any, calls: Any) -> None:

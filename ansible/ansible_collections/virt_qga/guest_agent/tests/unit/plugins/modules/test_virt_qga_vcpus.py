@@ -1,3 +1,6 @@
+# Copyright (c) virt-qga developers
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """virt_qga_vcpus decisions with fake views: idempotence, check mode, changed, failures.
 The hotplug itself is exercised against real guests by the workflow's own integration tests."""
 
@@ -46,6 +49,14 @@ def host(monkeypatch: pytest.MonkeyPatch) -> Any:
                              changed_guest=[2])
 
     monkeypatch.setattr(wf, "set_vcpu_count", fake_set)
+    state["config"] = 2
+    monkeypatch.setattr(wf, "config_vcpu_count", lambda d: state["config"])
+
+    def fake_set_config(domain: Any, count: int) -> None:
+        state["calls"].append(("config", count))
+        state["config"] = count
+
+    monkeypatch.setattr(wf, "set_config_vcpu_count", fake_set_config)
     return state
 
 
@@ -71,9 +82,11 @@ def test_check_mode_reports_without_calling(run_module: Any, host: Any) -> None:
 
 def test_grow_changes(run_module: Any, host: Any) -> None:
     host["views"] = [Views({0, 1}, {0, 1}), Views({0, 1, 2}, {0, 1, 2})]
-    res = run_module(mod, {"domain": "vm", "count": 3, "config": True, "timeout": 90})
-    assert res.result["changed"] is True and res.result["msg"] == "2 -> 3 vCPUs"
+    res = run_module(mod, {"domain": "vm", "count": 3, "config": True, "wait_timeout": 90})
+    assert res.result["changed"] is True and res.result["msg"] == "2 -> 3 vCPUs, persistent definition 2 -> 3"
     assert host["calls"] == [(3, {"guest_only": False, "config": True, "timeout": 90.0})]
+    assert res.result["diff"] == {"before": {"vcpus": 2, "config_vcpus": 2},
+                                  "after": {"vcpus": 3, "config_vcpus": 3}}
 
 
 def test_guest_only_counts_online(run_module: Any, host: Any) -> None:
@@ -98,3 +111,75 @@ def test_socket_is_refused(run_module: Any, monkeypatch: pytest.MonkeyPatch) -> 
 def test_count_must_be_positive(run_module: Any) -> None:
     res = run_module(mod, {"domain": "vm", "count": 0})
     assert res.failed and res.result["exit_code"] == 2
+
+
+def test_config_behind_live_is_fixed(run_module: Any, host: Any) -> None:
+    """Live already at 3, the persistent definition at 2: config=true changes only the
+    definition, reports changed, and the next run is idempotent."""
+    host["views"] = [Views({0, 1, 2}, {0, 1, 2}), Views({0, 1, 2}, {0, 1, 2})]
+    res = run_module(mod, {"domain": "vm", "count": 3, "config": True})
+    assert res.result["changed"] is True and host["calls"] == [("config", 3)]
+    assert res.result["diff"] == {"before": {"vcpus": 3, "config_vcpus": 2},
+                                  "after": {"vcpus": 3, "config_vcpus": 3}}
+    assert "persistent definition 2 -> 3" in res.result["msg"]
+    host["views"] = [Views({0, 1, 2}, {0, 1, 2})]
+    again = run_module(mod, {"domain": "vm", "count": 3, "config": True})
+    assert again.result["changed"] is False and host["calls"] == [("config", 3)]
+
+
+def test_config_behind_live_check_mode(run_module: Any, host: Any) -> None:
+    host["views"] = [Views({0, 1, 2}, {0, 1, 2})]
+    res = run_module(mod, {"domain": "vm", "count": 3, "config": True}, check_mode=True)
+    assert res.result["changed"] is True and host["calls"] == []
+
+
+def test_config_false_ignores_the_definition(run_module: Any, host: Any) -> None:
+    host["views"] = [Views({0, 1, 2}, {0, 1, 2})]
+    res = run_module(mod, {"domain": "vm", "count": 3})
+    assert res.result["changed"] is False and host["calls"] == []
+
+
+def test_partial_failure_reports_changed(run_module: Any, host: Any) -> None:
+    """A failure that left something done (partial, pending, inconsistent) is changed."""
+    host["views"] = [Views({0, 1}, {0, 1})]
+    host["raise"] = E.OperationError("vCPU 3 refused", state=State.PARTIAL,
+                                     result={"state": "partial", "plugged": [2]})
+    res = run_module(mod, {"domain": "vm", "count": 4})
+    assert res.failed and res.result["changed"] is True and res.result["result"]["plugged"] == [2]
+
+
+def test_rolled_back_failure_is_not_changed(run_module: Any, host: Any) -> None:
+    host["views"] = [Views({0, 1}, {0, 1})]
+    host["raise"] = E.OperationError("guest refused", state=State.ROLLED_BACK,
+                                     result={"state": "rolled-back"})
+    res = run_module(mod, {"domain": "vm", "count": 4})
+    assert res.failed and res.result["changed"] is False
+
+
+def test_timeout_is_per_reply_and_wait_timeout_the_deadline(run_module: Any, host: Any,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[Any] = []
+
+    def fake_open(module: Any, timeout: Any = None) -> Any:
+        seen.append(timeout)
+        return SimpleNamespace(close=lambda: None)
+
+    monkeypatch.setattr(mod, "open_agent", fake_open)
+    host["views"] = [Views({0, 1}, {0, 1}), Views({0, 1, 2}, {0, 1, 2})]
+    run_module(mod, {"domain": "vm", "count": 3, "timeout": 7, "wait_timeout": 200})
+    assert seen == [7.0] and host["calls"][0][1]["timeout"] == 200.0
+
+
+def test_out_of_range_count_names_the_module_option(run_module: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The workflow's range check speaks of count (the module's option), not the CLI's N."""
+    from virt_qga.workflows.vcpus import change
+
+    views = SimpleNamespace(guest={"online": [0, 1]}, libvirt=SimpleNamespace(maximum=4, enabled_ids={0, 1}))
+    monkeypatch.setattr(change, "read_views", lambda d, a: views)
+    monkeypatch.setattr(mod, "open_domain", lambda module, what=None: SimpleNamespace(name="vm"))
+    monkeypatch.setattr(mod, "open_agent", lambda module, timeout=None: SimpleNamespace(close=lambda: None))
+    monkeypatch.setattr(mod, "in_sync", lambda views, count, guest_only: False)
+    monkeypatch.setattr(wf, "read_views", lambda d, a: Views({0, 1}, {0, 1}))
+    res = run_module(mod, {"domain": "vm", "count": 9})
+    assert res.failed and res.result["exit_code"] == 2, res.result
+    assert res.result["msg"].startswith("count must be between 1 and 4") and res.result["field"] == "count"
