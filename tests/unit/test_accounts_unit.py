@@ -282,3 +282,15 @@ def test_recover_report_dry_run_words_and_changed() -> None:
     assert dry.actions == ["would thaw the guest"] and dry.changed
     assert real.actions == ["removed x"] and real.to_dict()["changed"] is True
     assert RecoverReport("vm", None).to_dict()["changed"] is False
+
+
+def test_cli_actions_map_to_states_and_list_without_file_is_empty() -> None:
+    agent = FakeAgent(keys=None)
+    listed = accounts.ssh_keys(agent, "tester", "list", [])  # type: ignore[arg-type]
+    assert listed.after == [] and not listed.changed
+    assert accounts.ssh_keys(agent, "tester", "add", [K1]).added == [K1]  # type: ignore[arg-type]
+    again = accounts.ssh_keys(agent, "tester", "add", [K1])  # type: ignore[arg-type]
+    assert not again.changed and agent.calls == [("add", ([K1], False))]
+    assert accounts.ssh_keys(agent, "tester", "set", [K2]).after == [K2]  # type: ignore[arg-type]
+    with pytest.raises(BadInputError, match="unknown action"):
+        accounts.ssh_keys(agent, "tester", "append", [K1])  # type: ignore[arg-type]

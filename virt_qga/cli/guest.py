@@ -248,8 +248,8 @@ def ssh_keys(domain: str, user: str, action: str, keys: tuple[str, ...], files: 
     needs keys and none were given. Example:
       virt-qga ssh-keys vm1 tester add --file ~/.ssh/id_ed25519.pub
     """
+    from virt_qga.workflows.accounts import ssh_keys as run
     from virt_qga.workflows.guest_info import parse_keys
-    from virt_qga.workflows.guest_info import ssh_keys as run
 
     wanted = list(keys)
     for path in files:
@@ -260,13 +260,14 @@ def ssh_keys(domain: str, user: str, action: str, keys: tuple[str, ...], files: 
                 wanted += parse_keys(fh.read())
     if action in ("add", "remove") and not wanted and not sys.stdin.isatty():
         wanted = parse_keys(sys.stdin.read())
-    result = run(open_agent(domain), user, action, wanted)
+    change = run(open_agent(domain), user, action, wanted)
 
     def human(d: dict[str, Any]) -> None:
         if action == "list":
             for key in d["keys"]:
                 click.echo(clean(key))
         else:
-            info(f"{clean(domain)}: {clean(user)} now has {len(d['keys'])} authorized key(s)")
+            info(f"{clean(domain)}: {clean(user)} now has {len(d['keys'])} authorized key(s)"
+                 f" ({len(d['added'])} added, {len(d['removed'])} removed)")
 
-    emit({"domain": domain, "user": user, "action": action, "keys": result}, human)
+    emit({"domain": domain, "action": action, **change.to_dict()}, human)

@@ -91,11 +91,13 @@ def ensure_keys(agent: GuestAgent, user: str, keys: list[str], state: str, *,
                 check: bool = False) -> KeysChange:
     """Make ``user``'s authorized keys match ``state`` for ``keys``; in a dry run
     (``check``) only read and report what would change."""
+    if state not in KEY_STATES:
+        raise BadInputError(f"state must be one of {', '.join(KEY_STATES)}", field="state")
     if not user or any(ch in user for ch in ":/\n\0"):
         raise BadInputError(f"invalid user name {user!r}", field="user")
     wanted = check_keys(list(keys)) if keys else []
     if not wanted and state != "exclusive":
-        raise BadInputError(f"state={state} needs at least one key in keys", field="keys")
+        raise BadInputError("at least one SSH key is needed to add or remove", field="keys")
     before = current_keys(agent, user)
     add, remove = plan_keys(before, wanted, state)
     change = KeysChange(user, state, before, list(before), add, remove, check)
@@ -113,6 +115,21 @@ def ensure_keys(agent: GuestAgent, user: str, keys: list[str], state: str, *,
             agent.ssh_remove_authorized_keys(user, remove)
     change.after = current_keys(agent, user)
     return change
+
+
+#: The CLI's ssh-keys actions as states.
+ACTION_STATES = {"add": "present", "remove": "absent", "set": "exclusive"}
+
+
+def ssh_keys(agent: GuestAgent, user: str, action: str, keys: list[str]) -> KeysChange:
+    """The CLI's ``ssh-keys``: ``list`` reads; add/remove/set are ``ensure_keys`` with
+    present/absent/exclusive (so a key already there is not sent again)."""
+    if action == "list":
+        current = current_keys(agent, user)
+        return KeysChange(user, "list", current, current)
+    if action not in ACTION_STATES:
+        raise BadInputError(f"unknown action {action!r}", field="ACTION")
+    return ensure_keys(agent, user, keys, ACTION_STATES[action])
 
 
 # ------------------------------------------------------------------ password

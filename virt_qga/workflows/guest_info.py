@@ -119,23 +119,6 @@ def check_keys(keys: list[str]) -> list[str]:
     return out
 
 
-def ssh_keys(agent: GuestAgent, user: str, action: str, keys: list[str]) -> list[str]:
-    """list/add/remove/set a user's authorized keys; returns the keys afterwards."""
-    if action != "list":
-        keys = check_keys(keys)
-        if not keys and action != "set":
-            raise BadInputError(f"ssh-keys {action} needs at least one key", field="KEY")
-    if action == "add":
-        agent.ssh_add_authorized_keys(user, keys)
-    elif action == "remove":
-        agent.ssh_remove_authorized_keys(user, keys)
-    elif action == "set":
-        agent.ssh_add_authorized_keys(user, keys, reset=True)
-    elif action != "list":
-        raise BadInputError(f"unknown action {action!r}", field="ACTION")
-    return list(agent.ssh_get_authorized_keys(user)["keys"])
-
-
 # ------------------------------------------------------------------ table rows
 
 def net_rows(ifaces: list[Any]) -> list[tuple[str, ...]]:
