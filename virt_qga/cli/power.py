@@ -36,7 +36,7 @@ def shutdown(domain: str, mode: str, wait: float, no_wait: bool) -> None:
     """Power down, halt or reboot the guest, then confirm it happened.
 
     Over libvirt the domain must reach "shut off" (or, for reboot, the agent must go
-    away and come back) before --wait runs out (exit 4 otherwise). Over a socket only
+    away and come back) before --wait runs out (exit 5 otherwise). Over a socket only
     the agent going silent can be seen; the JSON says what was not confirmed.
     """
     from virt_qga.workflows.power import power

@@ -162,7 +162,7 @@ def power(agent: GuestAgent, action: str, mode: str, *, timeout: float = 120.0,
           confirm: bool = True) -> PowerResult:
     """Shut down / suspend the guest and confirm the effect within ``timeout`` seconds.
 
-    Raises ``OperationError`` (exit 4, ``state="pending"``) when the effect is not seen
+    Raises ``OperationError`` (exit 5, ``state="pending"``) when the effect is not seen
     by the deadline; agent errors (unsupported, disabled, guest refused) as they are.
     """
     modes = SHUTDOWN_MODES if action == "shutdown" else SUSPEND_MODES

@@ -111,11 +111,16 @@ transport:
   type: str
   sample: libvirt
 exit_code:
-  description: On failure, the virt-qga exit code (4 when the effect was not seen within
-    O(wait_timeout)).
+  description: On failure, the virt-qga exit code (5, with RV(state=pending), when the
+    command was sent but its effect was not seen within O(wait_timeout)).
   returned: failure
   type: int
-  sample: 4
+  sample: 5
+state:
+  description: On failure after the command was sent, V(pending).
+  returned: failure
+  type: str
+  sample: pending
 error:
   description: On failure, the virt-qga error class.
   returned: failure
