@@ -276,9 +276,9 @@ def test_power_nothing_to_do_only_when_libvirt_says_shut_off(
 
 def test_recover_report_dry_run_words_and_changed() -> None:
     dry = RecoverReport("vm", None, dry_run=True)
-    dry.did("thawed the guest", "thaw the guest")
+    dry.would("thaw the guest")
     real = RecoverReport("vm", None)
-    real.did("removed x", "remove x")
+    real.did("removed x")
     assert dry.actions == ["would thaw the guest"] and dry.changed
     assert real.actions == ["removed x"] and real.to_dict()["changed"] is True
     assert RecoverReport("vm", None).to_dict()["changed"] is False

@@ -66,10 +66,14 @@ class RecoverReport:
     dry_run: bool = False
     changed: bool = False
 
-    def did(self, done: str, would: str | None = None) -> None:
-        """Record an action that changes something: ``done``, or in a dry run
-        ``would`` (default: ``done``) after the word "would"."""
-        self.actions.append(f"would {would or done}" if self.dry_run else done)
+    def did(self, what: str) -> None:
+        """Record an action that changed something."""
+        self.actions.append(what)
+        self.changed = True
+
+    def would(self, what: str) -> None:
+        """Record, in a dry run, an action that would change something."""
+        self.actions.append(f"would {what}")
         self.changed = True
 
     def to_dict(self) -> dict[str, Any]:
@@ -86,7 +90,7 @@ def _thaw(report: RecoverReport, agent: Any, st: JournalState | None) -> None:
         status = agent.fsfreeze_status()
         report.frozen_before = status == "frozen"
         if report.frozen_before and report.dry_run:
-            report.did("", "thaw the guest")
+            report.would("thaw the guest")
         elif report.frozen_before:
             report.changed = True
             report.thawed = int(agent.fsfreeze_thaw())
@@ -121,7 +125,7 @@ def _leftovers(report: RecoverReport, host: Any, st: JournalState) -> None:
                     "note": f"snapshot {name} completed: {target} runs on {overlay}; keep it, or "
                             f"undo with: virt-qga snapshot {report.domain} --commit-back --disk {target}"})
             elif overlay and local and os.path.exists(overlay) and report.dry_run:
-                report.did("", f"remove half-made overlay {overlay}")
+                report.would(f"remove half-made overlay {overlay}")
             elif overlay and local and os.path.exists(overlay):
                 try:
                     os.unlink(overlay)
@@ -196,10 +200,12 @@ def recover_dead_snapshot(report: RecoverReport, host: Any, agent: Any, journal:
     if st is not None:
         _leftovers(report, host, st)
         if not report.problems:
-            if not report.dry_run:
-                journal.remove()
             what = f"the journal of the dead run (pid {st.pid}, phase {st.phase})"
-            report.did(f"removed {what}", f"remove {what}")
+            if report.dry_run:
+                report.would(f"remove {what}")
+            else:
+                journal.remove()
+                report.did(f"removed {what}")
 
 
 def _dead_backup(report: RecoverReport, host: Any, journal: Journal, st: JournalState,
@@ -214,7 +220,7 @@ def _dead_backup(report: RecoverReport, host: Any, journal: Journal, st: Journal
         report.exit_code = int(ExitCode.LOCKED)
         return
     if report.dry_run:
-        report.did("", f"clean up after the dead backup run (pid {st.pid}, step {st.data.get('step')})")
+        report.would(f"clean up after the dead backup run (pid {st.pid}, step {st.data.get('step')})")
         return
     report.changed = True
     done = clean_dead_backup(host, st, lock=lock, state_dir=base)
