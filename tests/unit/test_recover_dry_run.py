@@ -8,53 +8,32 @@ tests cover a frozen guest without a journal through the Ansible module.)"""
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
-import pytest
-
-from tests.unit.scripted_peer import Context, ScriptedPeer, Step, _read_request, answer
+from tests.unit.scripted_peer import Answers, ScriptedPeer
 from virt_qga.workflows.journal import Journal
 from virt_qga.workflows.recover import recover
 from virt_qga.workflows.target import Target
 
 
-class FrozenAgent(Step):
-    """An agent whose guest is frozen until guest-fsfreeze-thaw."""
+class FrozenGuest:
+    """guest-fsfreeze-status says frozen until guest-fsfreeze-thaw."""
 
     def __init__(self) -> None:
         self.frozen = True
 
-    def run(self, ctx: Context) -> bool:
-        while True:
-            req = _read_request(ctx, 3600)
-            if req is None:
-                return False
-            cmd = req.get("execute")
-            if cmd == "guest-info":
-                cmds = [{"name": n, "enabled": True, "success-response": True}
-                        for n in ("guest-ping", "guest-info", "guest-fsfreeze-status", "guest-fsfreeze-thaw")]
-                out = json.dumps({"return": {"version": "7.2.0", "supported_commands": cmds}}).encode()
-            elif cmd == "guest-fsfreeze-status":
-                out = json.dumps({"return": "frozen" if self.frozen else "thawed"}).encode()
-            elif cmd == "guest-fsfreeze-thaw":
-                out = json.dumps({"return": 2 if self.frozen else 0}).encode()
-                self.frozen = False
-            else:
-                out = answer(ctx, req).rstrip(b"\n")
-            if not ctx.sendall(out + b"\n"):
-                return False
+    def status(self, _: dict[str, Any]) -> str:
+        return "frozen" if self.frozen else "thawed"
 
+    def thaw(self, _: dict[str, Any]) -> int:
+        was, self.frozen = self.frozen, False
+        return 2 if was else 0
 
-@pytest.fixture
-def sock_dir() -> Iterator[str]:
-    d = tempfile.mkdtemp(prefix="qga-", dir="/tmp")
-    yield d
-    shutil.rmtree(d, ignore_errors=True)
+    def agent(self) -> Answers:
+        return Answers({"guest-fsfreeze-status": self.status, "guest-fsfreeze-thaw": self.thaw})
 
 
 def dead_journal(sock: str, base: Path) -> Journal:
@@ -70,9 +49,13 @@ def dead_journal(sock: str, base: Path) -> Journal:
     return journal
 
 
-def test_dry_run_reports_and_touches_nothing_then_real_run_cleans(sock_dir: str, tmp_path: Path) -> None:
-    sock = os.path.join(sock_dir, "qga.sock")
-    with ScriptedPeer(sock, default=[FrozenAgent()]) as peer:
+def test_dry_run_reports_and_touches_nothing_then_real_run_cleans(tmp_path: Path) -> None:
+    with tempfile.TemporaryDirectory(prefix="qga-", dir="/tmp") as sock_dir:
+        run_the_three(os.path.join(sock_dir, "qga.sock"), tmp_path)
+
+
+def run_the_three(sock: str, tmp_path: Path) -> None:
+    with ScriptedPeer(sock, default=[FrozenGuest().agent()]) as peer:
         journal = dead_journal(sock, tmp_path)
 
         dry = recover(f"unix:{sock}", socket=sock, state_dir_=tmp_path, wait_lock=1, dry_run=True)
