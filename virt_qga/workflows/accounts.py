@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from virt_qga.errors import BadInputError, GuestError, VirtQgaError
+from virt_qga.options import declare, option
 from virt_qga.workflows.guest_info import check_keys, check_password, set_password
 
 if TYPE_CHECKING:
@@ -133,6 +134,19 @@ def ssh_keys(agent: GuestAgent, user: str, action: str, keys: list[str]) -> Keys
 
 
 # ------------------------------------------------------------------ password
+
+@declare
+@dataclass(frozen=True)
+class PasswordOptions:
+    """How a new password is given and when it is set (CLI ``password``, Ansible
+    ``virt_qga_user_password``)."""
+
+    crypted: bool = option(False, help=(
+        "The new password is already a crypt(3) hash such as $6$salt$hash, not plain text."))
+    update_password: str = option("always", choices=UPDATE_PASSWORD, help=(
+        "always: set the password on every run; on_create: only while the account has no "
+        "usable password (its /etc/shadow field is empty, or starts with ! or *)."))
+
 
 @dataclass(frozen=True)
 class ShadowEntry:
