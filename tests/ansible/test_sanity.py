@@ -42,7 +42,9 @@ def env() -> dict[str, str]:
 
 def test_expected_modules_present() -> None:
     assert {"virt_qga_info", "virt_qga_exec", "virt_qga_copy", "virt_qga_snapshot",
-            "virt_qga_vcpus", "virt_qga_memory", "virt_qga_backup"} <= set(MODULES)
+            "virt_qga_vcpus", "virt_qga_memory", "virt_qga_backup", "virt_qga_call",
+            "virt_qga_recover", "virt_qga_user_password", "virt_qga_authorized_key",
+            "virt_qga_power"} <= set(MODULES)
 
 
 @needs_ansible

@@ -197,8 +197,9 @@ def test_info_over_the_channel_socket(tmp_path: Path, guests: dict[str, LabGuest
     r = res["hv-plain"]
     assert r["info"]["transport"] == "socket" and r["info"]["version"].startswith("10.0")
     every = {"osinfo", "hostname", "fsinfo", "vcpus", "interfaces", "timezone", "users", "disks",
-             "time", "memory"}
+             "time", "memory", "vcpu_views"}
     assert set(r["info"]["facts"]) | set(r["info"]["unavailable"]) == every
+    assert "vcpu_views" in r["info"]["unavailable"] and r["info"]["freeze_status"] == "thawed"
     assert {"osinfo", "hostname", "vcpus", "memory", "time"} <= set(r["info"]["facts"])
     assert r["info"]["facts"]["memory"]["block_size"] > 0
     assert r["osrel"]["rc"] == 0 and r["osrel"]["stdout"]
@@ -352,3 +353,134 @@ def test_snapshot_backup_vcpus_memory_on_a_fresh_guest(tmp_path: Path, store: Pa
     with GuestAgent.for_domain(g.name, g.uri, timeout=15) as agent:
         assert sorted(v["logical-id"] for v in agent.get_vcpus() if v["online"]) == [0, 1, 2]
         assert agent.fsfreeze_status() == "thawed"
+
+
+KEY1 = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGs2dmFxZ2Ffa2V5X29uZV9mb3JfdGVzdHM one@vqga"
+KEY2 = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGs2dmFxZ2Ffa2V5X3R3b19mb3JfdGVzdHM two@vqga"
+#: openssl passwd -6 -salt vqgasalt pw-for-tester
+HASH = ("$6$vqgasalt$K8fqTonTCB7.ROUJdAJ4bKUvSaQ/kmLhHzb2xGbOv.nL3NatM8SeinWyuTgCw"
+        ".FsXCAGP1JvEwdLyTFi4w5S20")
+
+
+def _new_module_tasks(marker: str) -> list[dict[str, Any]]:
+    """call, recover, authorized_key, user_password, info's new fields, then power."""
+    def task(name: str, module: str, args: dict[str, Any], register: str, **kw: Any) -> dict[str, Any]:
+        return {"name": name, M + module: args, "register": register, **kw}
+
+    shadow = {"argv": ["grep", "^tester:", "/etc/shadow"]}
+    return [
+        task("info: freeze status and vCPU views", "virt_qga_info", {"gather": ["vcpu_views"]}, "info"),
+        task("call read-only, check mode", "virt_qga_call", {"command": "get-osinfo"}, "call_ro",
+             check_mode=True),
+        task("call a write, check mode", "virt_qga_call", {"command": "guest-exec", "args": {
+            "path": "/bin/touch", "arg": [marker]}}, "call_w_check", check_mode=True),
+        task("marker absent after check mode", "virt_qga_exec", {"argv": ["test", "-e", marker],
+                                                                 "expected_rc": [0, 1]}, "marker0"),
+        task("call bad args", "virt_qga_call", {"command": "guest-fstrim", "args": {"minimum": "x"}},
+             "call_bad", ignore_errors=True),
+        task("recover a clean guest, check mode", "virt_qga_recover", {}, "rec_clean_check",
+             check_mode=True),
+        task("recover a clean guest", "virt_qga_recover", {}, "rec_clean"),
+        task("call a write: freeze", "virt_qga_call", {"command": "guest-fsfreeze-freeze"}, "freeze"),
+        task("info while frozen", "virt_qga_info", {}, "info_frozen"),
+        task("recover a frozen guest, check mode", "virt_qga_recover", {}, "rec_frozen_check",
+             check_mode=True),
+        task("recover a frozen guest", "virt_qga_recover", {}, "rec_frozen"),
+        task("info after recover", "virt_qga_info", {}, "info_thawed"),
+        task("keys present, check mode", "virt_qga_authorized_key", {"user": "tester", "keys": [KEY1, KEY2]},
+             "key_check", check_mode=True, diff=True),
+        task("keys present", "virt_qga_authorized_key", {"user": "tester", "keys": [KEY1, KEY2]}, "key1",
+             diff=True),
+        task("keys present again", "virt_qga_authorized_key", {"user": "tester", "keys": [KEY1, KEY2]},
+             "key1_again"),
+        task("keys exclusive", "virt_qga_authorized_key", {"user": "tester", "keys": [KEY2],
+                                                          "state": "exclusive"}, "key_excl"),
+        task("keys exclusive again", "virt_qga_authorized_key", {"user": "tester", "keys": [KEY2],
+                                                                "state": "exclusive"}, "key_excl_again"),
+        task("keys absent", "virt_qga_authorized_key", {"user": "tester", "keys": [KEY2],
+                                                       "state": "absent"}, "key_absent"),
+        task("keys absent again", "virt_qga_authorized_key", {"user": "tester", "keys": [KEY2],
+                                                             "state": "absent"}, "key_absent_again"),
+        task("password on_create, check mode", "virt_qga_user_password", {
+            "user": "tester", "password": "first-pw", "update_password": "on_create"}, "pw_check",
+             check_mode=True),
+        task("shadow after check mode", "virt_qga_exec", shadow, "shadow0"),
+        task("password on_create", "virt_qga_user_password", {
+            "user": "tester", "password": "first-pw", "update_password": "on_create"}, "pw_create"),
+        task("password on_create again", "virt_qga_user_password", {
+            "user": "tester", "password": "other-pw", "update_password": "on_create"}, "pw_create_again"),
+        task("shadow after on_create", "virt_qga_exec", shadow, "shadow1"),
+        task("password crypted", "virt_qga_user_password", {"user": "tester", "password": HASH,
+                                                           "crypted": True}, "pw_hash"),
+        task("password crypted again", "virt_qga_user_password", {"user": "tester", "password": HASH,
+                                                                 "crypted": True}, "pw_hash_again"),
+        task("shadow after crypted", "virt_qga_exec", shadow, "shadow2"),
+        task("password of a missing user", "virt_qga_user_password", {
+            "user": "nobody-vqga", "password": "x", "update_password": "on_create"}, "pw_nouser",
+             ignore_errors=True),
+        task("reboot, check mode", "virt_qga_power", {"mode": "reboot"}, "reboot_check", check_mode=True),
+        task("reboot", "virt_qga_power", {"mode": "reboot", "wait_timeout": 150}, "reboot"),
+        task("agent answers after the reboot", "virt_qga_call", {"command": "ping"}, "ping_after"),
+        task("powerdown", "virt_qga_power", {"mode": "powerdown", "wait_timeout": 90}, "off"),
+        task("powerdown again", "virt_qga_power", {"mode": "powerdown"}, "off_again"),
+    ]
+
+
+def test_new_modules_on_a_fresh_guest(tmp_path: Path, fresh_guest: Any,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """call, recover, authorized_key, user_password, power and info's new fields in one play:
+    check mode changes nothing, a second run reports no change, the guest shows the effect."""
+    g = fresh_guest()
+    monkeypatch.setenv("VIRT_QGA_STATE_DIR", str(tmp_path / "state"))
+    marker = f"/tmp/vqga-call-{os.getpid()}"
+    proc, res = run_playbook(tmp_path, inventory_for({"hv": libvirt_host(g)}), _new_module_tasks(marker))
+    assert proc.returncode == 0, explain(proc)
+    r = res["hv"]
+    assert "first-pw" not in proc.stdout + proc.stderr and "other-pw" not in proc.stdout
+
+    views = r["info"]["facts"]["vcpu_views"]
+    assert r["info"]["freeze_status"] == "thawed"
+    assert views["libvirt"]["current"] == 2 and views["qemu"]["present"] == [0, 1]
+    assert views["guest"]["online"] == [0, 1] and views["disagreements"] == []
+
+    assert r["call_ro"]["changed"] is False and r["call_ro"]["read_only"] is True
+    assert r["call_ro"]["reply"]["kernel-release"]
+    assert r["call_w_check"]["changed"] is True and "reply" not in r["call_w_check"]
+    assert r["marker0"]["rc"] == 1, "check mode sent guest-exec"
+    bad = r["call_bad"]
+    assert bad["failed"] is True and bad["exit_code"] == 2 and "minimum" in bad["msg"]
+
+    for key in ("rec_clean_check", "rec_clean"):
+        assert r[key]["changed"] is False and r[key]["frozen_before"] is False, r[key]
+    assert r["freeze"]["changed"] is True and r["freeze"]["reply"] >= 1
+    assert r["info_frozen"]["freeze_status"] == "frozen"
+    assert r["rec_frozen_check"]["changed"] is True
+    assert "would thaw the guest" in r["rec_frozen_check"]["actions"]
+    assert r["rec_frozen"]["changed"] is True and r["rec_frozen"]["thawed"] >= 1
+    assert r["info_thawed"]["freeze_status"] == "thawed"
+
+    assert r["key_check"]["changed"] is True and r["key_check"]["added"] == [KEY1, KEY2]
+    assert r["key_check"]["diff"]["before"] == "" and KEY1 in r["key_check"]["diff"]["after"]
+    assert r["key1"]["changed"] is True and sorted(r["key1"]["keys"]) == [KEY1, KEY2]
+    assert r["key1_again"]["changed"] is False
+    assert r["key_excl"]["changed"] is True and r["key_excl"]["keys"] == [KEY2]
+    assert r["key_excl"]["removed"] == [KEY1]
+    assert r["key_excl_again"]["changed"] is False
+    assert r["key_absent"]["changed"] is True and r["key_absent"]["keys"] == []
+    assert r["key_absent_again"]["changed"] is False
+
+    assert r["pw_check"]["changed"] is True
+    assert r["shadow0"]["stdout"].split(":")[1] == "!", "check mode set the password"
+    assert r["pw_create"]["changed"] is True and r["pw_create_again"]["changed"] is False
+    assert r["shadow1"]["stdout"].split(":")[1].startswith("$")
+    assert r["pw_hash"]["changed"] is True and r["pw_hash_again"]["changed"] is False
+    assert r["shadow2"]["stdout"].split(":")[1] == HASH
+    assert r["pw_nouser"]["failed"] is True and r["pw_nouser"]["exit_code"] == 2
+
+    assert r["reboot_check"]["changed"] is True and "confirmed" not in r["reboot_check"]
+    reboot = r["reboot"]
+    assert reboot["changed"] is True and reboot["confirmed"] is True and reboot["agent_gone"] is True
+    assert reboot["final_state"] == "running" and 0 < reboot["elapsed"] < 150
+    assert r["ping_after"]["changed"] is False
+    assert r["off"]["changed"] is True and r["off"]["final_state"] == "shut off"
+    assert r["off_again"]["changed"] is False and "shut off" in r["off_again"]["msg"]

@@ -87,6 +87,12 @@ def test_password_ssh_keys_and_clock(fresh_guest: Any, tmp_path: Any, agent: str
     rc, doc = vq_json(g, "password", "tester", "--crypted", "--password-file", str(pw))
     assert rc == 0 and doc["changed"] and known not in str(doc)
     assert _shadow_hash(g, "tester") == known
+    # the same hash again, and on_create for an account that has a password: no change
+    rc, doc = vq_json(g, "password", "tester", "--crypted", "--password-file", str(pw))
+    assert rc == 0 and doc["changed"] is False
+    rc, doc = vq_json(g, "password", "tester", "--update-password", "on_create", stdin=b"other\n")
+    assert rc == 0 and doc["changed"] is False and "already has a password" in doc["msg"]
+    assert _shadow_hash(g, "tester") == known
     # ssh keys: set, add (from stdin), remove, list; checked in authorized_keys itself
     rc, doc = vq_json(g, "ssh-keys", "tester", "set", KEY1)
     assert rc == 0 and doc["keys"] == [KEY1]

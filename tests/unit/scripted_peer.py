@@ -234,6 +234,33 @@ def answer(ctx: Context, req: dict[str, Any]) -> bytes:
     return json.dumps({"error": {"class": "CommandNotFound", "desc": desc}}).encode() + b"\n"
 
 
+class Answers(Step):
+    """A well-behaved agent (like :class:`Serve`) that also knows the commands of
+    ``table``: each is ``(arguments) -> return value``; ``guest-info`` lists them."""
+
+    def __init__(self, table: dict[str, Callable[[dict[str, Any]], Any]], version: str = "7.2.0") -> None:
+        self.table = table
+        self.version = version
+
+    def run(self, ctx: Context) -> bool:
+        names = ["guest-ping", "guest-info", *self.table]
+        info = {"version": self.version, "supported_commands": [
+            {"name": n, "enabled": True, "success-response": True} for n in names]}
+        while True:
+            req = _read_request(ctx, 3600)
+            if req is None:
+                return False
+            cmd = str(req.get("execute"))
+            if cmd == "guest-info":
+                out = json.dumps({"return": info}).encode() + b"\n"
+            elif cmd in self.table:
+                out = json.dumps({"return": self.table[cmd](req.get("arguments") or {})}).encode() + b"\n"
+            else:
+                out = answer(ctx, req)
+            if out and not ctx.sendall(out):
+                return False
+
+
 class ScriptedPeer:
     """The server. Use as a context manager; ``path`` is where it listens."""
 

@@ -84,10 +84,9 @@ def call(domain: str, command: str, pairs: tuple[str, ...], args_json: str | Non
     KEY=VALUE passes a string; KEY:=JSON passes a typed value (count:=4096,
     arg:='["-l"]'). The "guest-" prefix may be omitted.
     """
-    from virt_qga.spec import get_spec
+    from virt_qga.workflows.call import plan_call
 
-    name = command if command.startswith("guest-") or command in get_spec().commands else f"guest-{command}"
-    args = parse_call_args(args_json, pairs)
+    plan = plan_call(command, parse_call_args(args_json, pairs))
     agent = open_agent(domain)
-    result = agent.call(name, args)
-    emit({"domain": domain, "command": name, "return": result})
+    result = agent.call(plan.command, plan.args)
+    emit({"domain": domain, "command": plan.command, "return": result})

@@ -14,7 +14,9 @@ import click
 from virt_qga.cli.common import clean, domain_argument, open_agent, print_kv, print_table
 from virt_qga.cli.context import emit, info
 from virt_qga.cli.many import read_only_command, run
+from virt_qga.cli.options import click_options
 from virt_qga.errors import BadInputError
+from virt_qga.workflows.accounts import PasswordOptions
 
 if TYPE_CHECKING:
     from virt_qga.agent import GuestAgent
@@ -211,11 +213,16 @@ def fstrim(domain: str, minimum: int | None) -> None:
 @click.argument("user")
 @click.option("--password-file", type=click.Path(dir_okay=False, exists=True, allow_dash=True),
               help="Read the new password from this file (first line). Default: stdin.")
-@click.option("--crypted", is_flag=True, help="The input is already a crypt(3) hash ($6$...).")
-def password(domain: str, user: str, password_file: str | None, crypted: bool) -> None:
+@click_options(PasswordOptions, "crypted", "update_password")
+def password(domain: str, user: str, password_file: str | None, crypted: bool, update_password: str) -> None:
     """Set USER's password in the guest. The password is read from stdin (first line) or
-    --password-file, never from the command line, and is never printed or logged."""
-    from virt_qga.workflows.guest_info import read_secret, set_password
+    --password-file, never from the command line, and is never printed or logged.
+
+    With --update-password on_create (or --crypted and the same hash already in place)
+    nothing is changed when the guest's /etc/shadow shows no need; the JSON says changed.
+    """
+    from virt_qga.workflows.accounts import ensure_password
+    from virt_qga.workflows.guest_info import read_secret
 
     if password_file and password_file != "-":
         with open(password_file, "rb") as fh:
@@ -227,10 +234,9 @@ def password(domain: str, user: str, password_file: str | None, crypted: bool) -
             secret = getpass.getpass(f"new password for {user}: ")
         else:
             secret = read_secret(sys.stdin.buffer)
-    set_password(open_agent(domain), user, secret, crypted=crypted)
+    res = ensure_password(open_agent(domain), user, secret, crypted=crypted, update=update_password)
     del secret
-    emit({"domain": domain, "user": user, "changed": True, "crypted": crypted},
-         lambda d: info(f"{clean(domain)}: password of {clean(user)} changed"))
+    emit({"domain": domain, **res.to_dict()}, lambda d: info(f"{clean(domain)}: {clean(d['msg'])}"))
 
 
 @click.command("ssh-keys")
@@ -248,8 +254,8 @@ def ssh_keys(domain: str, user: str, action: str, keys: tuple[str, ...], files: 
     needs keys and none were given. Example:
       virt-qga ssh-keys vm1 tester add --file ~/.ssh/id_ed25519.pub
     """
+    from virt_qga.workflows.accounts import ssh_keys as run
     from virt_qga.workflows.guest_info import parse_keys
-    from virt_qga.workflows.guest_info import ssh_keys as run
 
     wanted = list(keys)
     for path in files:
@@ -260,13 +266,14 @@ def ssh_keys(domain: str, user: str, action: str, keys: tuple[str, ...], files: 
                 wanted += parse_keys(fh.read())
     if action in ("add", "remove") and not wanted and not sys.stdin.isatty():
         wanted = parse_keys(sys.stdin.read())
-    result = run(open_agent(domain), user, action, wanted)
+    change = run(open_agent(domain), user, action, wanted)
 
     def human(d: dict[str, Any]) -> None:
         if action == "list":
             for key in d["keys"]:
                 click.echo(clean(key))
         else:
-            info(f"{clean(domain)}: {clean(user)} now has {len(d['keys'])} authorized key(s)")
+            info(f"{clean(domain)}: {clean(user)} now has {len(d['keys'])} authorized key(s)"
+                 f" ({len(d['added'])} added, {len(d['removed'])} removed)")
 
-    emit({"domain": domain, "user": user, "action": action, "keys": result}, human)
+    emit({"domain": domain, "action": action, **change.to_dict()}, human)

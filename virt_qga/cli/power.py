@@ -6,7 +6,8 @@ import click
 
 from virt_qga.cli.common import clean, domain_argument, open_agent
 from virt_qga.cli.context import emit, info
-from virt_qga.workflows.power import PowerResult
+from virt_qga.cli.options import click_options
+from virt_qga.workflows.power import PowerOptions, PowerResult
 
 
 def _render(domain: str, result: PowerResult) -> None:
@@ -29,16 +30,13 @@ def _render(domain: str, result: PowerResult) -> None:
 
 @click.command()
 @domain_argument
-@click.option("--mode", type=click.Choice(["powerdown", "halt", "reboot"]), default="powerdown",
-              show_default=True)
-@click.option("--wait", "wait", type=click.FloatRange(min=1), default=120.0, show_default=True,
-              help="Seconds to wait for the effect (domain shut off / rebooted).")
+@click_options(PowerOptions, "mode", "wait")
 @click.option("--no-wait", is_flag=True, help="Send the request and return at once.")
 def shutdown(domain: str, mode: str, wait: float, no_wait: bool) -> None:
     """Power down, halt or reboot the guest, then confirm it happened.
 
     Over libvirt the domain must reach "shut off" (or, for reboot, the agent must go
-    away and come back) before --wait runs out (exit 4 otherwise). Over a socket only
+    away and come back) before --wait runs out (exit 5 otherwise). Over a socket only
     the agent going silent can be seen; the JSON says what was not confirmed.
     """
     from virt_qga.workflows.power import power

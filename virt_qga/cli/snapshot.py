@@ -9,6 +9,7 @@ import click
 from virt_qga.cli.common import clean, domain_argument, print_kv, resolve
 from virt_qga.cli.context import emit, get_ctx
 from virt_qga.cli.options import build, click_options
+from virt_qga.workflows.recover import RecoverOptions
 from virt_qga.workflows.snapshot.options import SnapshotOptions
 
 
@@ -84,8 +85,7 @@ def snapshot(domain: str, commit_back: bool, **params: Any) -> None:
 @click.command()
 @click.argument("domain", metavar="[DOMAIN]", required=False)
 @click.option("--all", "all_", is_flag=True, help="Every domain with a journal in the state directory.")
-@click.option("--wait-lock", type=click.FloatRange(min=0), default=70.0, show_default=True,
-              help="Wait this long for a thaw guard or job still holding the domain's lock.")
+@click_options(RecoverOptions, "wait_lock")
 def recover(domain: str | None, all_: bool, wait_lock: float) -> None:
     """Thaw DOMAIN if frozen and report (and clean) what a dead snapshot or backup run left.
 

@@ -36,11 +36,40 @@ from virt_qga.spec.validate import (
     format_path,
 )
 
-__all__ = ["Command", "Member", "Spec", "TypeExpr", "get_spec", "load_spec"]
+__all__ = ["READ_ONLY_COMMANDS", "Command", "Member", "Spec", "TypeExpr", "command_name", "get_spec",
+           "is_read_only", "load_spec"]
 
 #: A QAPI type expression: a type name (``"int"``, ``"GuestExec"``) or a one-element
 #: list for "list of" (``["GuestDiskInfo"]``).
 TypeExpr = str | list[str]
+
+
+#: Commands that change nothing in the guest, its agent or the host: the only ones a
+#: dry run (Ansible's check mode) may send. Chosen by hand, by what each one does, not
+#: by its name: ``guest-exec-status`` is left out (the agent forgets a process once it
+#: reported its exit), so are ``guest-file-read``/``-seek`` (they move an open handle's
+#: position) and ``guest-file-open`` (it opens, or creates, a file).
+READ_ONLY_COMMANDS: frozenset[str] = frozenset({
+    "guest-ping", "guest-info", "guest-sync", "guest-sync-delimited",
+    "guest-get-cpustats", "guest-get-devices", "guest-get-disks", "guest-get-diskstats",
+    "guest-get-fsinfo", "guest-get-host-name", "guest-get-memory-block-info",
+    "guest-get-memory-blocks", "guest-get-osinfo", "guest-get-time", "guest-get-timezone",
+    "guest-get-users", "guest-get-vcpus", "guest-network-get-interfaces",
+    "guest-fsfreeze-status", "guest-ssh-get-authorized-keys",
+})
+
+
+def is_read_only(command: str) -> bool:
+    """Whether ``command`` (a wire name) is in :data:`READ_ONLY_COMMANDS`."""
+    return command in READ_ONLY_COMMANDS
+
+
+def command_name(name: str) -> str:
+    """A command name as a user may type it (``get-osinfo``) -> its wire name
+    (``guest-get-osinfo``); names the schema knows, or starting ``guest-``, unchanged."""
+    if name.startswith("guest-") or name in get_spec().commands:
+        return name
+    return f"guest-{name}"
 
 
 @dataclass(frozen=True)

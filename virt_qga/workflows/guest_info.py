@@ -73,22 +73,23 @@ def read_secret(stream: IO[bytes], what: str = "password") -> str:
     return line
 
 
-def check_password(password: str) -> None:
+def check_password(password: str, *, crypted: bool = False) -> None:
     if not password:
         raise BadInputError("the new password is empty", field="password")
     if len(password) > MAX_PASSWORD:
         raise BadInputError("the new password is too long", field="password")
     if any(ch in password for ch in "\n\r\0"):
         raise BadInputError("the new password contains a newline or NUL", field="password")
+    if crypted and not password.startswith("$"):
+        raise BadInputError("a crypted password must be a crypt(3) hash such as $6$salt$hash",
+                            field="password")
 
 
 def set_password(agent: GuestAgent, user: str, password: str, *, crypted: bool = False) -> None:
     """guest-set-user-password (the agent wants it base64-encoded). Never logged."""
     if not user or ":" in user or "\n" in user:
         raise BadInputError(f"invalid user name {user!r}", field="USER")
-    check_password(password)
-    if crypted and not password.startswith("$"):
-        raise BadInputError("--crypted expects a crypt(3) hash such as $6$salt$hash", field="password")
+    check_password(password, crypted=crypted)
     encoded = base64.b64encode(password.encode("utf-8")).decode("ascii")
     agent.set_user_password(user, encoded, crypted)
 
@@ -116,23 +117,6 @@ def check_keys(keys: list[str]) -> list[str]:
                                 field="KEY")
         out.append(key)
     return out
-
-
-def ssh_keys(agent: GuestAgent, user: str, action: str, keys: list[str]) -> list[str]:
-    """list/add/remove/set a user's authorized keys; returns the keys afterwards."""
-    if action != "list":
-        keys = check_keys(keys)
-        if not keys and action != "set":
-            raise BadInputError(f"ssh-keys {action} needs at least one key", field="KEY")
-    if action == "add":
-        agent.ssh_add_authorized_keys(user, keys)
-    elif action == "remove":
-        agent.ssh_remove_authorized_keys(user, keys)
-    elif action == "set":
-        agent.ssh_add_authorized_keys(user, keys, reset=True)
-    elif action != "list":
-        raise BadInputError(f"unknown action {action!r}", field="ACTION")
-    return list(agent.ssh_get_authorized_keys(user)["keys"])
 
 
 # ------------------------------------------------------------------ table rows

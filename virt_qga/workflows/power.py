@@ -26,6 +26,7 @@ from virt_qga.errors import (
     OperationError,
     VirtQgaError,
 )
+from virt_qga.options import declare, option
 from virt_qga.outcome import State
 
 if TYPE_CHECKING:
@@ -34,6 +35,21 @@ if TYPE_CHECKING:
 
 SHUTDOWN_MODES = ("powerdown", "halt", "reboot")
 SUSPEND_MODES = ("disk", "ram", "hybrid")
+
+
+
+@declare
+@dataclass(frozen=True)
+class PowerOptions:
+    """The options the ``shutdown`` command and the ``virt_qga_power`` module share."""
+
+    mode: str = option("powerdown", choices=SHUTDOWN_MODES, help=(
+        "powerdown: an orderly shutdown that powers the domain off; halt: stop the guest "
+        "without powering off; reboot: restart the guest."))
+    wait: float = option(120.0, min=1, unit="seconds", ansible="wait_timeout", help=(
+        "Overall seconds to wait for the effect to be seen (domain shut off; for reboot, the "
+        "agent going away and answering again)."))
+
 
 #: libvirt's state word for VIR_DOMAIN_PMSUSPENDED (see virt_qga.connection.STATE_NAMES).
 PMSUSPENDED = STATE_NAMES[7]
@@ -70,6 +86,16 @@ class PowerResult:
                 "confirmed": self.confirmed, "final_state": self.final_state,
                 "agent_gone": self.agent_gone, "duration": round(self.duration, 3),
                 "not_confirmed": list(self.not_confirmed), "hint": self.hint}
+
+
+def already_done(agent: GuestAgent, mode: str) -> str | None:
+    """Why ``shutdown MODE`` has nothing to do (the domain is already shut off), or None.
+    Only libvirt can tell; a reboot always has something to do."""
+    dom = domain_of(agent)
+    if dom is None or mode == "reboot":
+        return None
+    state = dom.state()
+    return f"the domain is already {state}" if state == "shut off" else None
 
 
 def domain_of(agent: GuestAgent) -> Domain | None:
@@ -116,19 +142,10 @@ def _send(agent: GuestAgent, action: str, mode: str) -> None:
         pass  # no reply, or the domain already went away: expected; the state tells
 
 
-def power(agent: GuestAgent, action: str, mode: str, *, timeout: float = 120.0,
-          confirm: bool = True) -> PowerResult:
-    """Shut down / suspend the guest and confirm the effect within ``timeout`` seconds.
-
-    Raises ``OperationError`` (exit 4, ``state="pending"``) when the effect is not seen
-    by the deadline; agent errors (unsupported, disabled, guest refused) as they are.
-    """
-    modes = SHUTDOWN_MODES if action == "shutdown" else SUSPEND_MODES
-    if mode not in modes:
-        raise BadInputError(f"{action} mode must be one of {', '.join(modes)}", field="--mode")
+def check_ready(agent: GuestAgent, action: str, mode: str | None = None) -> Domain | None:
+    """What a dry run checks, and the real run first: the domain runs, the agent answers
+    and has the command enabled. Returns the domain (None over a socket)."""
     dom = domain_of(agent)
-    name = agent.name
-    result = PowerResult(action, mode, agent.transport.kind, hint=_wake_hint(mode, str(name)))
     if dom is not None:
         from virt_qga.connection import require_running
 
@@ -136,6 +153,24 @@ def power(agent: GuestAgent, action: str, mode: str, *, timeout: float = 120.0,
     # Make sure the command is supported before the no-reply send: a refusal is then
     # reported by the capability check, not lost.
     agent.capabilities()
+    command, _ = wire_command(action, mode or "powerdown")
+    agent._check_supported(command)
+    return dom
+
+
+def power(agent: GuestAgent, action: str, mode: str, *, timeout: float = 120.0,
+          confirm: bool = True) -> PowerResult:
+    """Shut down / suspend the guest and confirm the effect within ``timeout`` seconds.
+
+    Raises ``OperationError`` (exit 5, ``state="pending"``) when the effect is not seen
+    by the deadline; agent errors (unsupported, disabled, guest refused) as they are.
+    """
+    modes = SHUTDOWN_MODES if action == "shutdown" else SUSPEND_MODES
+    if mode not in modes:
+        raise BadInputError(f"{action} mode must be one of {', '.join(modes)}", field="mode")
+    name = agent.name
+    result = PowerResult(action, mode, agent.transport.kind, hint=_wake_hint(mode, str(name)))
+    dom = check_ready(agent, action, mode)
     t0 = time.monotonic()
     _send(agent, action, mode)
     if not confirm:

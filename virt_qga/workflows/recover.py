@@ -17,6 +17,11 @@ For one domain (or every domain with a journal, ``--all``):
 6. without any journal, still look: a disk on a virt-qga overlay or a backup job
    running is reported with the command that deals with it, never "nothing left";
 7. remove each journal once nothing is left in doubt.
+
+A dry run (``dry_run=True``, Ansible's check mode) reads the same things and says what
+it would do ("would thaw ...") without doing it. ``changed`` says whether anything was
+(or, in a dry run, would be) done: thawing, removing a file or a journal, cleaning up
+a dead backup. Leftovers that only get reported change nothing.
 """
 
 from __future__ import annotations
@@ -28,10 +33,21 @@ from typing import Any
 
 from virt_qga.errors import VirtQgaError
 from virt_qga.exitcodes import ExitCode
+from virt_qga.options import declare, option
 from virt_qga.workflows.journal import Journal, JournalState, maybe_frozen, state_dir
 from virt_qga.workflows.lock import DomainLock, lock_path
 
-__all__ = ["RecoverReport", "recover", "recover_all", "recover_dead_snapshot"]
+__all__ = ["RecoverOptions", "RecoverReport", "recover", "recover_all", "recover_dead_snapshot"]
+
+
+@declare
+@dataclass(frozen=True)
+class RecoverOptions:
+    """The options of ``recover`` that the CLI and the Ansible module share."""
+
+    wait_lock: float = option(70.0, min=0, unit="seconds", help=(
+        "Wait this long for another virt-qga job on the domain (a thaw guard still at work "
+        "holds the lock) before giving up with exit 10."))
 
 
 @dataclass
@@ -47,20 +63,36 @@ class RecoverReport:
     guard_events: list[dict[str, Any]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     exit_code: int = int(ExitCode.OK)
+    dry_run: bool = False
+    changed: bool = False
+
+    def did(self, what: str) -> None:
+        """Record an action that changed something."""
+        self.actions.append(what)
+        self.changed = True
+
+    def would(self, what: str) -> None:
+        """Record, in a dry run, an action that would change something."""
+        self.actions.append(f"would {what}")
+        self.changed = True
 
     def to_dict(self) -> dict[str, Any]:
         return {"domain": self.domain, "uri": self.uri, "journal": self.journal,
                 "backup_journal": self.backup_journal,
                 "frozen_before": self.frozen_before, "thawed": self.thawed, "actions": self.actions,
                 "leftovers": self.leftovers, "guard_events": self.guard_events,
-                "problems": self.problems, "exit_code": self.exit_code}
+                "problems": self.problems, "exit_code": self.exit_code, "dry_run": self.dry_run,
+                "changed": self.changed}
 
 
 def _thaw(report: RecoverReport, agent: Any, st: JournalState | None) -> None:
     try:
         status = agent.fsfreeze_status()
         report.frozen_before = status == "frozen"
-        if report.frozen_before:
+        if report.frozen_before and report.dry_run:
+            report.would("thaw the guest")
+        elif report.frozen_before:
+            report.changed = True
             report.thawed = int(agent.fsfreeze_thaw())
             if agent.fsfreeze_status() == "thawed":
                 report.actions.append(f"thawed the guest ({report.thawed} filesystem(s))")
@@ -92,10 +124,12 @@ def _leftovers(report: RecoverReport, host: Any, st: JournalState) -> None:
                     "kind": "overlay-active", "target": target, "overlay": overlay,
                     "note": f"snapshot {name} completed: {target} runs on {overlay}; keep it, or "
                             f"undo with: virt-qga snapshot {report.domain} --commit-back --disk {target}"})
+            elif overlay and local and os.path.exists(overlay) and report.dry_run:
+                report.would(f"remove half-made overlay {overlay}")
             elif overlay and local and os.path.exists(overlay):
                 try:
                     os.unlink(overlay)
-                    report.actions.append(f"removed half-made overlay {overlay}")
+                    report.did(f"removed half-made overlay {overlay}")
                 except OSError as exc:
                     report.problems.append(f"cannot remove half-made overlay {overlay}: {exc.strerror}")
                     report.leftovers.append({"kind": "overlay-unused", "target": target,
@@ -116,8 +150,9 @@ def _leftovers(report: RecoverReport, host: Any, st: JournalState) -> None:
 
 def recover(domain: str, uri: str | None = None, *, socket: str | None = None,
             timeout: float = 10.0, wait_lock: float = 70.0,
-            state_dir_: Path | None = None) -> RecoverReport:
-    """Thaw ``domain`` if frozen and clean up after a dead snapshot run (see module doc)."""
+            state_dir_: Path | None = None, dry_run: bool = False) -> RecoverReport:
+    """Thaw ``domain`` if frozen and clean up after a dead snapshot run (see module doc);
+    ``dry_run``: only say what would be done."""
     from virt_qga.workflows.target import Target
 
     base = state_dir_ or state_dir()
@@ -126,7 +161,7 @@ def recover(domain: str, uri: str | None = None, *, socket: str | None = None,
     key_uri, name, uuid = target.journal_identity(host)
     agent = (target if host is None else Target(name, uri)).agent(timeout)
     journal = Journal.for_domain(key_uri, name, uuid, base=base)
-    report = RecoverReport(domain=name, uri=None if socket else key_uri)
+    report = RecoverReport(domain=name, uri=None if socket else key_uri, dry_run=dry_run)
     with DomainLock(lock_path(base, journal.key), domain=name, operation="recover",
                     wait=wait_lock) as lock:
         st = journal.load()
@@ -165,9 +200,12 @@ def recover_dead_snapshot(report: RecoverReport, host: Any, agent: Any, journal:
     if st is not None:
         _leftovers(report, host, st)
         if not report.problems:
-            journal.remove()
-            report.actions.append(f"removed the journal of the dead run (pid {st.pid}, phase "
-                                  f"{st.phase})")
+            what = f"the journal of the dead run (pid {st.pid}, phase {st.phase})"
+            if report.dry_run:
+                report.would(f"remove {what}")
+            else:
+                journal.remove()
+                report.did(f"removed {what}")
 
 
 def _dead_backup(report: RecoverReport, host: Any, journal: Journal, st: JournalState,
@@ -181,12 +219,16 @@ def _dead_backup(report: RecoverReport, host: Any, journal: Journal, st: Journal
         report.problems.append(f"the backup (pid {st.pid}) is still running; not touching it")
         report.exit_code = int(ExitCode.LOCKED)
         return
+    if report.dry_run:
+        report.would(f"clean up after the dead backup run (pid {st.pid}, step {st.data.get('step')})")
+        return
+    report.changed = True
     done = clean_dead_backup(host, st, lock=lock, state_dir=base)
     report.actions += done.actions
     report.problems += done.problems
     if done.complete:
         journal.remove()
-        report.actions.append(f"removed the journal of the dead backup run (pid {st.pid})")
+        report.did(f"removed the journal of the dead backup run (pid {st.pid})")
 
 
 def _unexplained(report: RecoverReport, host: Any, *, journal_seen: bool) -> None:

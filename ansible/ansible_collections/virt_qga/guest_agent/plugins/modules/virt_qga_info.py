@@ -17,8 +17,9 @@ short_description: Check a guest agent and read facts from the guest
 version_added: 0.1.0
 description:
   - Pings the QEMU guest agent of a libvirt domain (or behind a channel socket), reports
-    its version and which commands it supports, and optionally reads facts from the guest
-    such as its OS, hostname, filesystems, vCPUs, network interfaces and time zone.
+    its version, which commands it supports and whether the guest's filesystems are
+    frozen, and optionally reads facts from the guest such as its OS, hostname,
+    filesystems, vCPUs, network interfaces and time zone.
   - Never changes anything in the guest or on the host.
 author:
   - virt-qga developers (@virt-qga)
@@ -39,9 +40,14 @@ options:
       - A fact whose command this agent does not support (or has disabled) is left out
         of RV(facts), recorded in RV(unavailable) and reported as a warning; it does not
         fail the task.
+      - V(vcpu_views) gives the three views of the vCPUs that C(virt-qga vcpus DOMAIN) shows
+        (the guest's, QEMU's and libvirt's, with their disagreements). It needs libvirt
+        (not O(socket)) and asks QEMU through libvirt's monitor passthrough, which libvirt
+        records as a taint of the domain (C(custom-monitor)).
     type: list
     elements: str
-    choices: [osinfo, hostname, fsinfo, vcpus, interfaces, timezone, users, disks, time, memory, all]
+    choices: [osinfo, hostname, fsinfo, vcpus, interfaces, timezone, users, disks, time, memory,
+              vcpu_views, all]
     default: []
 """
 
@@ -90,6 +96,12 @@ supported_commands:
   type: list
   elements: str
   sample: [guest-exec, guest-exec-status, guest-fsfreeze-freeze, guest-ping]
+freeze_status:
+  description: The guest's filesystem freeze state (C(guest-fsfreeze-status)), V(thawed) or
+    V(frozen); null when this agent does not support the command.
+  returned: success
+  type: str
+  sample: thawed
 disabled_commands:
   description: Commands the agent knows but has disabled (by configuration or because the
     filesystems are frozen), sorted.
@@ -103,8 +115,10 @@ facts:
     - The agent's replies as they are, except that dashes in key names become
       underscores (C(kernel-release) is C(kernel_release)) so templates can use them.
     - O(gather=hostname) gives a string, O(gather=time) nanoseconds since the epoch,
-      O(gather=memory) the memory block size and the blocks; the others are the agent's
-      lists or objects.
+      O(gather=memory) the memory block size and the blocks; O(gather=vcpu_views) a dict
+      with C(libvirt) (maximum, current, enabled), C(qemu) (present), C(guest) (present,
+      online), one row per vCPU in C(vcpus) and C(disagreements); the others are the
+      agent's lists or objects.
   returned: success
   type: dict
   sample:
@@ -141,7 +155,11 @@ FACTS = {
     "disks": "get_disks",
     "time": "get_time",
     "memory": "get_memory_blocks",
+    "vcpu_views": "",  # not one agent command: see read_fact()
 }
+
+#: Why vcpu_views cannot be read over a channel socket.
+NO_DOMAIN = "the QEMU and libvirt views need libvirt; a channel socket has no domain behind it"
 
 
 def argument_spec():
@@ -168,6 +186,12 @@ def selected_facts(gather):
 def read_fact(agent, name):
     if name == "hostname":
         return agent.get_host_name().get("host-name")
+    if name == "vcpu_views":
+        from virt_qga.workflows.power import domain_of
+        from virt_qga.workflows.vcpus import read_views
+
+        dom = domain_of(agent)
+        return None if dom is None else read_views(dom, agent).to_dict()
     if name == "memory":
         info = agent.get_memory_block_info()
         return {"block_size": info.get("size"), "blocks": underscore_keys(agent.get_memory_blocks())}
@@ -179,9 +203,14 @@ def gather_info(agent, gather):
     from virt_qga.errors import CommandNotSupportedError
 
     agent.ping()
+    try:
+        freeze = agent.fsfreeze_status()
+    except CommandNotSupportedError:
+        freeze = None
     caps = agent.capabilities(refresh=True)
     result = {
         "ping": True,
+        "freeze_status": freeze,
         "version": caps.version,
         "transport": getattr(agent.transport, "kind", "unknown"),
         "supported_commands": sorted(n for n, on in caps.commands.items() if on),
@@ -191,9 +220,14 @@ def gather_info(agent, gather):
     }
     for name in selected_facts(gather):
         try:
-            result["facts"][name] = read_fact(agent, name)
+            value = read_fact(agent, name)
         except CommandNotSupportedError as exc:
             result["unavailable"][name] = str(exc)
+            continue
+        if value is None and name == "vcpu_views":
+            result["unavailable"][name] = NO_DOMAIN
+        else:
+            result["facts"][name] = value
     return result
 
 

@@ -120,6 +120,7 @@ GETTERS = {
     "get_time": "guest-get-time",
     "get_memory_blocks": "guest-get-memory-blocks",
     "get_memory_block_info": "guest-get-memory-block-info",
+    "fsfreeze_status": "guest-fsfreeze-status",
 }
 
 
@@ -136,7 +137,7 @@ class FakeAgent:
         known = set(GETTERS.values()) | {"guest-exec", "guest-exec-status", "guest-ping",
                                          "guest-info", "guest-fsfreeze-freeze"}
         self.commands = {c: c not in disabled for c in known - set(unknown)}
-        self.replies = replies or {}
+        self.replies = {"guest-fsfreeze-status": "thawed", **(replies or {})}
         self.program = program or (lambda argv, env, stdin: {"exitcode": 0})
         self.calls: list[Any] = []
         self.started: list[list[str]] = []

@@ -29,7 +29,24 @@ def test_ping_version_commands(run_module: Any, fake_agent: Any) -> None:
     assert "guest-exec" in res.result["supported_commands"]
     assert res.result["disabled_commands"] == ["guest-fsfreeze-freeze"]
     assert res.result["facts"] == {}
-    assert agent.calls == ["guest-ping"] and agent.closed
+    assert res.result["freeze_status"] == "thawed"
+    assert agent.calls == ["guest-ping", "guest-fsfreeze-status"] and agent.closed
+
+
+def test_freeze_status_frozen_or_unknown(run_module: Any, fake_agent: Any) -> None:
+    fake_agent(virt_qga_info, replies={"guest-fsfreeze-status": "frozen"})
+    assert run_module(virt_qga_info, {"domain": "web01"}).result["freeze_status"] == "frozen"
+    fake_agent(virt_qga_info, version="0.15.0", unknown=("guest-fsfreeze-status",))
+    res = run_module(virt_qga_info, {"domain": "web01"})
+    assert not res.failed and res.result["freeze_status"] is None
+
+
+def test_vcpu_views_over_a_socket_are_unavailable_not_a_failure(run_module: Any, fake_agent: Any) -> None:
+    agent = fake_agent(virt_qga_info, replies=REPLIES)
+    agent.transport.kind = "socket"
+    res = run_module(virt_qga_info, {"socket": "/run/x.sock", "gather": ["vcpu_views", "hostname"]})
+    assert not res.failed and set(res.result["facts"]) == {"hostname"}
+    assert "channel socket" in res.result["unavailable"]["vcpu_views"]
 
 
 def test_gather_selected_facts_with_underscored_keys(run_module: Any, fake_agent: Any) -> None:
@@ -67,9 +84,11 @@ def test_check_mode_reads_the_same(run_module: Any, fake_agent: Any) -> None:
 def test_gather_all(run_module: Any, fake_agent: Any) -> None:
     replies = dict(REPLIES, **{"guest-get-fsinfo": [], "guest-network-get-interfaces": [],
                                "guest-get-users": [], "guest-get-disks": []})
-    fake_agent(virt_qga_info, replies=replies)
+    agent = fake_agent(virt_qga_info, replies=replies)
+    agent.transport.kind = "socket"  # the vCPU views need a libvirt domain (integration tests)
     res = run_module(virt_qga_info, {"domain": "web01", "gather": ["all"]})
-    assert set(res.result["facts"]) == set(virt_qga_info.FACTS)
+    assert set(res.result["facts"]) == set(virt_qga_info.FACTS) - {"vcpu_views"}
+    assert set(res.result["unavailable"]) == {"vcpu_views"}
 
 
 def test_bad_gather_choice(run_module: Any, fake_agent: Any) -> None:
