@@ -13,6 +13,10 @@ Usage::
     python tools/gen_spec.py [SCHEMA]           # regenerate
     python tools/gen_spec.py [SCHEMA] --check   # exit 1 if the committed files are stale
 
+Why one file of ~860 lines: it is a stand-alone script (run before the package it
+generates can be imported), and its three outputs come from one parsed model; the
+scanner, the model and the three writers are sections of it, in that order.
+
 How the collapsed schema is scanned (see docs/spec.md for the long version):
 
 1. Doc blocks are delimited by ``##`` tokens (``## # @name: ... # Since: X ##``).

@@ -11,6 +11,10 @@ userland of its own release (see :data:`AGENTS`): its ``qemu-ga``, busybox-stati
 downloaded with the lab's private apt (:mod:`virt_qga.lab.apt`) and resolved inside
 the unpacked packages (:mod:`virt_qga.lab.userland`). Nothing is installed on the host
 and nothing of the host's userland ends up in a guest.
+
+Why ~490 lines: the kernel, the initramfs and the data disk share one cache-key scheme
+and one publish step (build under a temporary name, then rename); the package work is
+in :mod:`.apt` and :mod:`.userland` already, and a root stack's root in :mod:`.rootfs`.
 """
 
 from __future__ import annotations

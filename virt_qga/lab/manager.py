@@ -10,6 +10,13 @@ host's session-mode libvirtd (``host``) or a root stack's system-mode libvirtd
 (``debian13``). A :class:`Lab` has a default stack (``Lab(stack=...)``) for ``up``,
 ``uri`` and ``session``; ``status``, ``down`` and ``destroy`` cover every stack.
 Plain QEMU guests have no libvirt and always use the host's QEMU.
+
+Why this module is long (~900 lines): :class:`Lab` is the one holder of the lab's
+cross-process lock and of its per-stack libvirt connections, and ``up``, ``status``,
+``down`` and ``destroy`` all run under that lock over the same guest records. Split by
+verb, each piece would need the lock and the records again. Everything that does not
+need them already lives beside it: images (:mod:`.build`), the daemons (:mod:`.session`,
+:mod:`.sysdaemon`), plain QEMU (:mod:`.plain`) and domain XML (:mod:`.domain`).
 """
 
 from __future__ import annotations
