@@ -232,6 +232,16 @@ def _wait_job_running(g: LabGuest, proc: subprocess.Popen[str]) -> None:
         time.sleep(0.02)
 
 
+def _wait_thawed(g: LabGuest, proc: subprocess.Popen[str]) -> None:
+    """After the job started: wait until the backup has thawed the guest (the job starts
+    inside the frozen window). A test that disturbs "the job" must land after the thaw:
+    before it, exit 8 (thaw not confirmed) is the right answer, not the one under test."""
+    deadline = time.monotonic() + 60
+    while agent(g, "guest-fsfreeze-status") != "thawed":
+        assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
+        time.sleep(0.02)
+
+
 def _kill_mid_job(g: LabGuest, state: Path, store: Path) -> None:
     """Start a backup of ``g`` and SIGKILL it while its job copies."""
     proc = _start_backup(g, state, store)
@@ -369,6 +379,7 @@ def test_guest_destroyed_mid_job_then_the_next_runs_work(big_disk: LabGuest, tmp
     big = g.data_disk.parent / "big.qcow2"
     proc = _start_backup(g, state, store)
     _wait_job_running(g, proc)
+    _wait_thawed(g, proc)
     time.sleep(0.3)
     _dom(g).destroy()
     out, err = proc.communicate(timeout=120)
@@ -395,6 +406,7 @@ def test_libvirtd_restart_mid_job_is_waited_out(big_disk: LabGuest, lab: Any, tm
     state = tmp_path / "state"
     proc = _start_backup(g, state, store)
     _wait_job_running(g, proc)
+    _wait_thawed(g, proc)
     time.sleep(0.3)
     assert _job_running(g) and proc.poll() is None           # the restart lands mid-job
     GuestAgent.for_domain(g.name, g.uri, timeout=10).ping()   # caches this process's connection
