@@ -25,6 +25,7 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from virt_qga.errors import BadInputError, VirtQgaError
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
     from virt_qga.host import Domain
     from virt_qga.workflows.backup.options import BackupOptions
 
-__all__ = ["RULES", "Plan", "Policy", "plan", "policy_of", "prune_domain"]
+__all__ = ["RULES", "Plan", "Policy", "plan", "policy_of", "prune_domain", "prune_store"]
 
 #: Rule names in the order they apply; the option of rule ``r`` is ``keep_r``.
 RULES = ("last", "daily", "weekly", "monthly", "yearly")
@@ -93,10 +94,14 @@ class Plan:
     removed: list[str] = field(default_factory=list)
     #: Chain directories removed whole.
     removed_chains: list[str] = field(default_factory=list)
+    #: Why nothing was done for this domain (``prune_store``: its lock was busy, ...).
+    error: str | None = None
+    exit_code: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {"domain": self.domain, "policy": self.policy.to_dict(), "kept": self.kept,
-                "removed": self.removed, "removed_chains": self.removed_chains}
+                "removed": self.removed, "removed_chains": self.removed_chains,
+                "error": self.error, "exit_code": self.exit_code}
 
 
 def backup_time(b: StoredBackup) -> datetime:
@@ -186,3 +191,42 @@ def prune_domain(store: Store, domain: str, policy: Policy, *, host: Domain | No
                 except VirtQgaError:
                     pass  # a backup run drops checkpoints no chain needs anyway
     return decided
+
+
+def prune_store(root: Path, policy: Policy, *, domain: str | None = None, dry_run: bool = False,
+                state_dir: Path | None = None, wait_lock: float = 0.0,
+                tz: tzinfo | None = None) -> list[Plan]:
+    """``virt-qga backup-prune``: apply ``policy`` to every domain of the store at
+    ``root`` (or to ``domain``), each under the domain's lock, the one its backups take
+    (found from the URI and UUID in its newest manifest), so a prune never races a
+    backup of that domain. libvirt is not needed: the checkpoints of removed chains are
+    left to the next backup run, which drops those no chain needs."""
+    from virt_qga.state import state_dir as default_state_dir
+    from virt_qga.workflows.journal import domain_key
+    from virt_qga.workflows.lock import DomainLock, lock_path
+
+    if not policy.active:
+        raise BadInputError("give at least one retention rule (keep_last, keep_daily, keep_weekly, "
+                            "keep_monthly, keep_yearly)", field="keep_last")
+    if not root.is_dir():
+        raise BadInputError(f"{root} is not a backup store (no such directory)", field="dest")
+    store = Store(root)
+    domains = [domain] if domain is not None else store.domains()
+    if domain is not None and not store.domain_dir(domain).is_dir():
+        raise BadInputError(f"{root} holds no backups of {domain}", field="domain")
+    base = state_dir or default_state_dir()
+    plans = []
+    for name in domains:
+        newest = [c.last for c in store.chains(name) if c.last is not None]
+        if not newest:
+            plans.append(Plan(domain=name, policy=policy))
+            continue
+        m = max(newest, key=lambda b: b.name).manifest
+        lock = DomainLock(lock_path(base, domain_key(m.uri or "", name, m.uuid)), domain=name,
+                          operation="backup-prune", wait=wait_lock)
+        try:
+            with lock:
+                plans.append(prune_domain(store, name, policy, dry_run=dry_run, tz=tz))
+        except VirtQgaError as exc:  # one domain's busy lock does not stop the others
+            plans.append(Plan(domain=name, policy=policy, error=exc.message, exit_code=int(exc.exit_code)))
+    return plans
