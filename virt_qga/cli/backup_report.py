@@ -19,7 +19,7 @@ import click
 
 from virt_qga.cli.common import clean, print_table
 
-__all__ = ["SYSLOG_ENV", "human", "log_results", "syslog_logger"]
+__all__ = ["SYSLOG_ENV", "human", "log_results", "prune_human", "syslog_logger"]
 
 SYSLOG_ENV = "VIRT_QGA_SYSLOG_SOCKET"
 _LOGGER = "virt_qga.backup.syslog"
@@ -68,19 +68,21 @@ class _DomainFilter(logging.Filter):
 
 
 def syslog_logger(*, quiet: bool) -> logging.Logger:
-    """The logger ``--syslog`` writes to (one handler, added once)."""
+    """The logger ``--syslog`` writes to, with one handler on the syslog socket."""
     from logging.handlers import SysLogHandler
 
     logger = logging.getLogger(_LOGGER)
     logger.propagate = False  # stderr already has the human output
     logger.setLevel(logging.WARNING if quiet else logging.INFO)
-    if not logger.handlers:
-        address = os.environ.get(SYSLOG_ENV) or "/dev/log"
-        handler = SysLogHandler(address=address, facility=SysLogHandler.LOG_DAEMON)
-        handler.ident = "virt-qga: "
-        handler.addFilter(_DomainFilter())
-        handler.setFormatter(logging.Formatter("domain=%(domain)s: %(message)s"))
-        logger.addHandler(handler)
+    for old in list(logger.handlers):  # a second run in one process (tests): a fresh socket
+        logger.removeHandler(old)
+        old.close()
+    address = os.environ.get(SYSLOG_ENV) or "/dev/log"
+    handler = SysLogHandler(address=address, facility=SysLogHandler.LOG_DAEMON)
+    handler.ident = "virt-qga: "
+    handler.addFilter(_DomainFilter())
+    handler.setFormatter(logging.Formatter("domain=%(domain)s: %(message)s"))
+    logger.addHandler(handler)
     return logger
 
 
