@@ -163,8 +163,9 @@ def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
 def test_schedule_units_pass_systemd_analyze(tmp_path: Path) -> None:
     units = tmp_path / "units"
     units.mkdir()
-    p = _cli("--json", "backup-schedule", "install", "--to", str(tmp_path / "store"), "--unit-dir", str(units),
-             "--on-calendar", "Mon..Sat 02:30", "--name", "vqga-nightly", "--all", "--keep-daily", "7",
+    p = _cli("--json", "backup-schedule", "install", "--to", str(tmp_path / "store"),
+             "--unit-dir", str(units), "--on-calendar", "Mon..Sat 02:30", "--name", "vqga-nightly",
+             "--all", "--keep-daily", "7",
              "--on-failure", 'echo "100% $USER" | logger')
     assert p.returncode == 0, p.stderr
     doc = json.loads(p.stdout)
