@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.integration.test_backup import ROOT, assert_merged_back
+from tests.integration.test_backup import ROOT, active_source, assert_merged_back
 from virt_qga.lab import LabGuest
 
 MISSING = "no-such-domain"
@@ -111,3 +114,37 @@ def test_nightly_run_over_many_domains(fresh_guest: Callable[..., LabGuest], tmp
     # (a failed domain keeping its last success is checked in tests/unit/test_backup_cron_unit.py)
     m = metrics(prom)
     assert m[("virt_qga_backup_last_success_timestamp_seconds", g1.name)] == b["finished_at"]
+
+
+@pytest.mark.stacks("host")
+def test_sigterm_with_jobs_cleans_up_every_running_domain(fresh_guest: Callable[..., LabGuest],
+                                                          tmp_path: Path) -> None:
+    """Workers cannot take signals; the main thread forwards SIGTERM into each running
+    backup, which cleans up as a single one does: exit 130, both guests back on their
+    base image, no partial directory, no journal."""
+    g1, g2 = fresh_guest(), fresh_guest()
+    state, dest, shim = tmp_path / "state", tmp_path / "bk", tmp_path / "bin"
+    shim.mkdir()
+    real = shutil.which("qemu-img")
+    (shim / "qemu-img").write_text(f'#!/bin/sh\n[ "$1" = convert ] && exec sleep 60\nexec {real} "$@"\n')
+    (shim / "qemu-img").chmod(0o755)
+    proc = subprocess.Popen([sys.executable, "-m", "virt_qga.cli.main", "-c", str(g1.uri), "--json",
+                             "backup", g1.name, g2.name, "--jobs", "2", "--method", "snapshot",
+                             "--to", str(dest)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=dict(os.environ, VIRT_QGA_STATE_DIR=str(state),
+                                                PATH=f"{shim}{os.pathsep}{os.environ['PATH']}"))
+    deadline = time.monotonic() + 60
+    while any(active_source(g) == str(g.data_disk) for g in (g1, g2)):  # both copying
+        assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert time.monotonic() - t0 < 30                      # not the shim's 60 s
+    assert json.loads(out)["exit_code"] == 130
+    for g in (g1, g2):
+        assert_merged_back(g)
+    assert not list(dest.rglob(".*.partial"))
+    assert not list((state / "journal").glob("*.json"))

@@ -227,3 +227,55 @@ def test_backup_prune_dry_run_then_real(tmp_path: Path) -> None:
     assert real.returncode == 0, real.stderr
     assert "removed" in real.stdout and "daily" in real.stdout
     assert sorted(p.name for p in (tmp_path / "vm").iterdir()) == before[1:]
+
+
+def test_a_signal_reaches_every_running_backup(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """--jobs 2 over three domains, SIGTERM while two run: both running backups get
+    Interrupted (their cleanup path runs), the third never starts, the run ends with
+    Interrupted (exit 130) and the previous SIGTERM handler is back."""
+    import signal
+    import threading
+
+    import virt_qga.workflows.backup.run as run_mod
+    from virt_qga.errors import Interrupted
+    from virt_qga.workflows.backup import backup_many
+
+    started: list[str] = []
+    cleaned: list[str] = []
+    both = threading.Barrier(2, timeout=10)
+
+    def fake(domain: str, uri: str | None, dest: Path, **kw: Any) -> BackupResult:
+        started.append(domain)
+        both.wait()
+        try:
+            while True:
+                time.sleep(0.01)   # a backup's poll loop (the job, the agent)
+        except BaseException:
+            cleaned.append(domain)
+            raise
+
+    monkeypatch.setattr(run_mod, "backup", fake)
+    before = signal.getsignal(signal.SIGTERM)
+
+    def kill_when_both_run() -> None:
+        while len(started) < 2:
+            time.sleep(0.01)
+        time.sleep(0.2)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=kill_when_both_run, daemon=True).start()
+    t0 = time.monotonic()
+    with pytest.raises(Interrupted) as ei:
+        backup_many(["a", "b", "c"], None, tmp_path, jobs=2)
+    assert time.monotonic() - t0 < 10
+    assert ei.value.signum == signal.SIGTERM
+    assert sorted(started) == ["a", "b"] and sorted(cleaned) == ["a", "b"]
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_exclude_globs() -> None:
+    from virt_qga.workflows.backup import select_domains
+
+    names = ["web1", "web2", "db1", "test-a", "web1"]
+    assert select_domains(names, ("test-*",)) == ["web1", "web2", "db1"]
+    assert select_domains(names, ("web?", "db*")) == ["test-a"]
