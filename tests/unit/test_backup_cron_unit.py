@@ -279,3 +279,35 @@ def test_exclude_globs() -> None:
     names = ["web1", "web2", "db1", "test-a", "web1"]
     assert select_domains(names, ("test-*",)) == ["web1", "web2", "db1"]
     assert select_domains(names, ("web?", "db*")) == ["test-a"]
+
+
+def test_all_include_inactive_and_exclude_pick_the_domains(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """libvirt's test driver (in this process: it keeps what is defined in it) has one
+    running domain, ``test``; two shut-off ones are defined here. ``--all`` takes the
+    running one, ``--include-inactive`` the others too, ``--exclude`` leaves names out;
+    every selected domain has a result (here failures: the test driver has no disks to
+    copy), and no other domain has one."""
+    from click.testing import CliRunner
+
+    from virt_qga.cli.main import cli
+    from virt_qga.connection import list_running_domains, open_connection
+
+    uri = "test:///default"
+    conn = open_connection(uri)
+    for name in ("idle-a", "idle-b"):
+        if name not in conn.listDefinedDomains():
+            conn.defineXML(f"<domain type='test'><name>{name}</name><memory>65536</memory>"
+                           "<os><type>hvm</type></os></domain>")
+    assert list_running_domains(uri) == ["test"]
+    assert list_running_domains(uri, inactive=True) == ["idle-a", "idle-b", "test"]
+    monkeypatch.setenv("VIRT_QGA_STATE_DIR", str(tmp_path / "state"))
+
+    def picked(*args: str) -> list[str]:
+        r = CliRunner().invoke(cli, ["-c", uri, "--json", "backup", "--to", str(tmp_path / "bk"), *args])
+        assert "Traceback" not in r.output, r.output
+        return [b["domain"] for b in json.loads(r.stdout)["backups"]]
+
+    assert picked("--all") == ["test"]
+    assert picked("--all", "--include-inactive", "--exclude", "idle-b") == ["idle-a", "test"]
+    assert picked("--all", "--include-inactive", "--exclude", "idle-*", "--jobs", "3") == ["test"]

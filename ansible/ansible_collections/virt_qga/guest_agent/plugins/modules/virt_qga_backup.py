@@ -187,7 +187,9 @@ disks:
   sample: [{target: vda, source: /images/db01.qcow2, bytes_written: 1179648, virtual_size: 10737418240,
             path: /srv/backup/db01/20261120T021500Z/20261127T021500Z/vda.qcow2}]
 pruned:
-  description: Chain directories removed by O(keep) (whole chains only).
+  description:
+    - Chain directories removed by the retention options (O(keep_last), O(keep_daily), ...; whole
+      chains only); C(retention) in RV(result) says which rule kept each backup.
   returned: success
   type: list
   elements: str
