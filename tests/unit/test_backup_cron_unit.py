@@ -308,6 +308,15 @@ def test_all_include_inactive_and_exclude_pick_the_domains(tmp_path: Path,
         assert "Traceback" not in r.output, r.output
         return [b["domain"] for b in json.loads(r.stdout)["backups"]]
 
-    assert picked("--all") == ["test"]
-    assert picked("--all", "--include-inactive", "--exclude", "idle-b") == ["idle-a", "test"]
-    assert picked("--all", "--include-inactive", "--exclude", "idle-*", "--jobs", "3") == ["test"]
+    try:
+        assert picked("--all") == ["test"]
+        assert picked("--all", "--include-inactive", "--exclude", "idle-b") == ["idle-a", "test"]
+        assert picked("--all", "--include-inactive", "--exclude", "idle-*", "--jobs", "3") == ["test"]
+    finally:  # libvirt objects left to interpreter shutdown complain from their __del__
+        import gc
+
+        from virt_qga import connection
+
+        for key in [k for k in connection._connections if k.endswith(uri)]:
+            connection._connections.pop(key).close()
+        gc.collect()
