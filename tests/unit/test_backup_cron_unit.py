@@ -320,3 +320,44 @@ def test_all_include_inactive_and_exclude_pick_the_domains(tmp_path: Path,
         for key in [k for k in connection._connections if k.endswith(uri)]:
             connection._connections.pop(key).close()
         gc.collect()
+
+
+@pytest.mark.parametrize("hold", [True, False])
+def test_forward_defers_while_a_worker_holds(hold: bool) -> None:
+    """A worker's guard installs no handler; a signal forwarded to it waits while it
+    holds (its thaw, its cleanup) and is raised at release(), else lands at once."""
+    import signal
+    import threading
+
+    from virt_qga.errors import Interrupted
+    from virt_qga.workflows.signals import Interrupts, forward
+
+    got: dict[str, Any] = {}
+    ready, sent = threading.Event(), threading.Event()
+
+    def worker() -> None:
+        try:
+            with Interrupts() as guard:
+                if hold:
+                    guard.hold()
+                ready.set()
+                sent.wait(5)
+                for _ in range(50):       # "the thaw": 0.5 s of Python work and waits
+                    time.sleep(0.01)
+                got["section done"] = True
+                guard.release()
+                got["after release"] = True
+        except Interrupted as exc:
+            got["signum"] = exc.signum
+
+    t = threading.Thread(target=worker)
+    t.start()
+    assert ready.wait(5)
+    assert t.ident is not None
+    forward(t.ident, signal.SIGTERM)
+    sent.set()
+    t.join(10)
+    if hold:
+        assert got == {"section done": True, "signum": signal.SIGTERM}
+    else:
+        assert got == {"signum": signal.SIGTERM}

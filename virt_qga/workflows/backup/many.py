@@ -7,19 +7,19 @@ domain takes its own lock; one domain's failure is its own result.
 SIGINT and SIGTERM (systemd stopping the service, cron's timeout, Ctrl-C) must clean up
 as they do for one domain: abort the job, delete the new checkpoint, remove the partial
 directory. A backup in a worker thread cannot install signal handlers (only the main
-thread can), so while workers run, the main thread's handler raises
-:class:`~virt_qga.errors.Interrupted` inside each running backup (CPython's
-``PyThreadState_SetAsyncExc``: delivered at the thread's next Python instruction; every
-wait in a backup is a short poll, so that comes soon). Each backup then cleans up
-through its usual failure path; domains not started yet are not started; once the
-workers are done, :func:`backup_many` raises ``Interrupted`` itself (exit 130), exactly
-as a single domain's run does. Only the first signal is forwarded: a second one must
-not cut the cleanup short.
+thread can), so while workers run, the main thread's handler passes the signal to each
+running backup with :func:`virt_qga.workflows.signals.forward`: deferred while that
+backup holds signals (the thaw, its cleanup), as in the main thread, else raised in it
+as :class:`~virt_qga.errors.Interrupted` at its next Python instruction (every wait in a
+backup is a short poll, so that comes soon). Each backup then cleans up through its
+usual failure path; domains not started yet are not started; once the workers are done,
+:func:`backup_many` raises ``Interrupted`` itself (exit 130), exactly as a single
+domain's run does. Only the first signal is forwarded: a second one must not cut the
+cleanup short.
 """
 
 from __future__ import annotations
 
-import ctypes
 import signal
 import threading
 from collections.abc import Iterator
@@ -32,6 +32,7 @@ from typing import Any
 from virt_qga.errors import Interrupted
 from virt_qga.workflows.backup.result import BackupResult
 from virt_qga.workflows.fleet import aggregate_exit, run_each
+from virt_qga.workflows.signals import forward
 
 __all__ = ["backup_many", "select_domains"]
 
@@ -57,9 +58,8 @@ class _Forward:
             if self.signum is not None:
                 return  # cleanup is running: a second signal must not cut it short
             self.signum = signum
-            exc = type("Interrupted", (Interrupted,), {"__init__": _init_with(signum)})
             for ident in self.running:
-                ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), ctypes.py_object(exc))
+                forward(ident, signum)
 
     @contextmanager
     def worker(self) -> Iterator[bool]:
@@ -75,12 +75,6 @@ class _Forward:
         finally:
             with self.lock:
                 self.running.discard(ident)
-
-
-def _init_with(signum: int) -> Any:
-    def init(self: Interrupted) -> None:
-        Interrupted.__init__(self, signum)
-    return init
 
 
 def backup_many(domains: list[str], uri: str | None, dest: Path, *, jobs: int = 1,
