@@ -38,19 +38,19 @@ POLL = 0.25
 
 def _run(args: list[str], timeout: float, what: str) -> str:
     deadline = time.monotonic() + timeout
-    proc = subprocess.Popen([qemu_img(), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        while True:
-            try:
-                out, err = proc.communicate(timeout=max(0.0, min(POLL, deadline - time.monotonic())))
-                break
-            except subprocess.TimeoutExpired as exc:
-                if time.monotonic() >= deadline:
-                    raise HostError(f"{what} took longer than {timeout:g} s") from exc
-    finally:
-        if proc.returncode is None:  # a deadline, or an interrupt: qemu-img must not outlive us
+    with subprocess.Popen([qemu_img(), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True) as proc:
+        try:
+            while True:
+                try:
+                    out, err = proc.communicate(timeout=max(0.0, min(POLL, deadline - time.monotonic())))
+                    break
+                except subprocess.TimeoutExpired as exc:
+                    if time.monotonic() >= deadline:
+                        raise HostError(f"{what} took longer than {timeout:g} s") from exc
+        except BaseException:  # a deadline, or an interrupt: qemu-img must not outlive us
             proc.kill()
-            proc.communicate()
+            raise
     if proc.returncode != 0:
         msg = (err.strip().splitlines() or ["no message"])[-1]
         raise HostError(f"{what} failed: {msg}")
