@@ -76,6 +76,21 @@ def _cpu_s(pids: list[int]) -> float:
     return total / HZ
 
 
+def _forget(uri: str, names: list[str], store: Path) -> None:
+    """Every round a full backup of the same data: drop the stored backups and their
+    checkpoints (else each round would leave one more bitmap per disk in QEMU)."""
+    import libvirt
+
+    conn = libvirt.open(uri)
+    try:
+        for d in names:
+            shutil.rmtree(store / d, ignore_errors=True)
+            for cp in conn.lookupByName(d).listAllCheckpoints():
+                cp.delete()
+    finally:
+        conn.close()
+
+
 def _run(uri: str, names: list[str], jobs: int, store: Path) -> dict[str, float]:
     qemu = _qemu_pids(names)
     q0, c0 = _cpu_s(qemu), os.times()
@@ -91,8 +106,7 @@ def _run(uri: str, names: list[str], jobs: int, store: Path) -> dict[str, float]
     per = [b["timings_s"]["total"] for b in doc["backups"]]
     phases = {k: max(b["timings_s"].get(k, 0.0) for b in doc["backups"]) for k in PHASES}
     copied = sum(b["bytes_written"] for b in doc["backups"])
-    for d in names:
-        shutil.rmtree(store / d, ignore_errors=True)  # every round a full backup of the same data
+    _forget(uri, names, store)
     return {"wall": wall, "sum": sum(per), "max": max(per), "mib": copied / 2**20,
             "virt_qga_cpu": (c1.children_user - c0.children_user) + (c1.children_system - c0.children_system),
             "qemu_cpu": _cpu_s(qemu) - q0, **{f"phase_{k}": v for k, v in phases.items()}}
@@ -107,6 +121,7 @@ def main() -> None:
     uri = str(guests[0].uri)
     store = Path(tempfile.mkdtemp(prefix="vqga-bench-jobs-", dir="/var/tmp"))
     store.chmod(0o755)  # QEMU (the lab daemon's user) writes the backup targets
+    _forget(uri, names, store)  # checkpoints an earlier run left
     cores = os.cpu_count() or 1
     results: dict[int, list[dict[str, float]]] = {1: [], GUESTS: []}
     load0 = os.getloadavg()[0]
