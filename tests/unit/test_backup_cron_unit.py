@@ -361,3 +361,44 @@ def test_forward_defers_while_a_worker_holds(hold: bool) -> None:
         assert got == {"section done": True, "signum": signal.SIGTERM}
     else:
         assert got == {"signum": signal.SIGTERM}
+
+
+def test_a_failing_hook_is_reported_and_leaves_the_exit_code(tmp_path: Path) -> None:
+    p = _cli("--json", "backup", "no-such-domain", "--to", str(tmp_path / "bk"),
+             "--on-failure", "cat > /dev/null; echo broken >&2; exit 3",
+             env={"VIRT_QGA_CONNECT": "test:///default", "VIRT_QGA_STATE_DIR": str(tmp_path / "s")})
+    assert p.returncode == ExitCode.DOMAIN, p.stderr          # the run's code, not the hook's
+    hook = json.loads(p.stdout)["on_failure"]
+    assert hook["ok"] is False and hook["exit_code"] == 3 and hook["stderr"] == "broken\n"
+    human = _cli("backup", "no-such-domain", "--to", str(tmp_path / "bk"), "--on-failure", "exit 3",
+                 env={"VIRT_QGA_CONNECT": "test:///default", "VIRT_QGA_STATE_DIR": str(tmp_path / "s")})
+    assert human.returncode == ExitCode.DOMAIN
+    assert "on-failure command failed: exited with status 3" in human.stderr
+
+
+def test_backup_prune_skips_a_domain_being_backed_up(tmp_path: Path) -> None:
+    """The prune takes the lock a backup of the domain holds (found from the manifests);
+    held by someone else: that domain is left alone, exit 10, the others are pruned."""
+    from virt_qga.workflows.journal import domain_key
+    from virt_qga.workflows.lock import DomainLock, lock_path
+
+    store = Store(tmp_path / "store")
+    for domain in ("vm", "other"):
+        for day in (1, 2):
+            at = datetime(2026, 11, day, 2, 0, tzinfo=UTC)
+            name = backup_name(at)
+            with store.writing(domain, name, name) as partial:
+                Manifest(domain=domain, name=name, chain=name, level="full", method="backup-api",
+                         consistency="filesystem", started=iso_time(at), uuid=f"uuid-{domain}",
+                         uri="qemu:///system").write(partial)
+    state = tmp_path / "state"
+    with DomainLock(lock_path(state, domain_key("qemu:///system", "vm", "uuid-vm")), domain="vm",
+                    operation="backup"):
+        p = _cli("--json", "backup-prune", str(tmp_path / "store"), "--keep-last", "1",
+                 env={"VIRT_QGA_STATE_DIR": str(state)})
+    assert p.returncode == 5, p.stderr                       # one domain pruned, one not
+    plans = {d["domain"]: d for d in json.loads(p.stdout)["domains"]}
+    assert plans["vm"]["exit_code"] == ExitCode.LOCKED and plans["vm"]["removed"] == []
+    assert "lock" in plans["vm"]["error"]
+    assert plans["other"]["removed"] == ["20261101T020000Z"]
+    assert len(store.chains("vm")) == 2 and len(store.chains("other")) == 1
