@@ -37,6 +37,8 @@ def human(d: dict[str, Any], *, quiet: bool = False) -> None:
                              f"{b['consistency']}-consistent): {b['bytes_written'] / 2**20:.1f} MiB "
                              f"written in {b['timings_s'].get('total', 0):.1f} s -> {b['directory']}"))
             click.echo(clean(f"  level: {b['level_reason']}; method: {b['method_reason']}"))
+            if b.get("retention"):
+                click.echo(clean(f"  retention: {_kept_by(b['retention'])}"))
             for p in b["pruned"]:
                 click.echo(clean(f"  pruned {p}"))
         else:
@@ -55,6 +57,15 @@ def human(d: dict[str, Any], *, quiet: bool = False) -> None:
                  b["consistency"] or "-", b["exit_code"]) for b in d["backups"]]
         print_table(("domain", "state", "level", "MiB", "seconds", "consistency", "exit"), rows,
                     title=f"backup: exit {d['exit_code']}")
+
+
+def _kept_by(plan: dict[str, Any]) -> str:
+    """``kept 9 (last 1, daily 6, chain 2), removed 3``."""
+    rules: dict[str, int] = {}
+    for rule in plan["kept"].values():
+        rules[rule] = rules.get(rule, 0) + 1
+    detail = ", ".join(f"{r} {n}" for r, n in rules.items())
+    return f"kept {len(plan['kept'])} ({detail}), removed {len(plan['removed'])}"
 
 
 def _mib(b: dict[str, Any]) -> str:
