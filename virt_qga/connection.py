@@ -121,16 +121,19 @@ def _still_usable(lv: Any, conn: Any) -> bool:
     return False
 
 
-def list_running_domains(uri: str | None = None) -> list[str]:
+def list_running_domains(uri: str | None = None, *, inactive: bool = False) -> list[str]:
     """Names of the running domains on ``uri``, sorted: what ``--all`` means.
 
     Only running ones: an agent lives in a running guest, so an inactive domain could
-    only ever answer "not running" (there is no ``--include-inactive`` for that reason).
+    only ever answer "not running" (the read-only commands have no ``--include-inactive``
+    for that reason). ``inactive`` adds the defined, shut-off domains (``backup
+    --include-inactive``: their disks can be copied as they are).
     """
     lv = import_libvirt()
     conn = open_connection(uri)
+    flags = 0 if inactive else lv.VIR_CONNECT_LIST_DOMAINS_ACTIVE
     try:
-        doms = conn.listAllDomains(lv.VIR_CONNECT_LIST_DOMAINS_ACTIVE)
+        doms = conn.listAllDomains(flags)
     except lv.libvirtError as exc:
         raise map_libvirt_error(exc) from exc
     return sorted(str(d.name()) for d in doms)

@@ -281,8 +281,8 @@ def test_snapshot_backup_vcpus_memory_on_a_fresh_guest(tmp_path: Path, store: Pa
         {"name": "backup", M + "virt_qga_backup": {"dest": str(store), "keep": 1,
                                                        "level": "full"},
          "register": "bk1"},
-        {"name": "backup again, keep 1", M + "virt_qga_backup": {"dest": str(store), "keep": 1,
-                                                       "level": "full"},
+        {"name": "backup again, keep the newest of each day", M + "virt_qga_backup": {
+            "dest": str(store), "keep_daily": 7, "level": "full"},
          "register": "bk2"},
         {"name": "backup below a file fails cleanly",
          M + "virt_qga_backup": {"dest": "/etc/passwd/below-a-file"}, "ignore_errors": True,
@@ -324,6 +324,8 @@ def test_snapshot_backup_vcpus_memory_on_a_fresh_guest(tmp_path: Path, store: Pa
     assert [d["target"] for d in r["bk1"]["disks"]] == ["vda"]
     assert r["bk1"]["method"] == "backup-api" and r["bk1"]["level"] == "full"
     assert r["bk2"]["pruned"] == [str(Path(r["bk1"]["directory"]).parent)]      # the whole old chain
+    # both on one day: keep_daily keeps that day's newest, and says so
+    assert r["bk2"]["result"]["retention"]["kept"] == {Path(r["bk2"]["directory"]).name: "daily"}
     assert sorted((store / g.name).iterdir()) == [Path(r["bk2"]["directory"]).parent]
     assert (Path(r["bk2"]["directory"]) / "vda.qcow2").stat().st_size > 0
     bad = r["bk_bad"]

@@ -67,7 +67,7 @@ def test_a_failed_write_leaves_no_final_name(tmp_path: Path) -> None:
 
 
 def test_retention_removes_whole_chains_only(tmp_path: Path) -> None:
-    from virt_qga.workflows.backup.retention import prune_domain
+    from virt_qga.workflows.backup.retention import Policy, prune_domain
 
     store = wb.Store(tmp_path)
     a, b, c, d = "20261101T010000Z", "20261102T010000Z", "20261103T010000Z", "20261104T010000Z"
@@ -76,10 +76,10 @@ def test_retention_removes_whole_chains_only(tmp_path: Path) -> None:
     _fake_backup(store, "vm", c, c, None)
     _fake_backup(store, "vm", c, d, c)
     # keep 1 = the newest (d); it needs c: chain c stays whole, chain a goes whole
-    assert [Path(p).name for p in prune_domain(store, "vm", keep=1)] == [a]
+    assert [Path(p).name for p in prune_domain(store, "vm", Policy(last=1)).removed_chains] == [a]
     assert [ch.name for ch in store.chains("vm")] == [c]
     with pytest.raises(BadInputError):
-        prune_domain(store, "vm", keep=0)
+        prune_domain(store, "vm", Policy(last=0))
 
 
 @pytest.mark.parametrize(("opts", "keep", "field", "flag"), [

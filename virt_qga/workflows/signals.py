@@ -13,13 +13,18 @@ cleanup ran is handed to the outer one when the inner block ends, so the outer
 workflow still stops (and cleans up in its turn); with no outer guard it is dropped,
 because the inner workflow has finished what it was doing.
 
-Signal handlers can only be installed from the main thread; elsewhere (a workflow run
-by a thread pool over many domains) the guard does nothing and the caller's own
-handling applies.
+Signal handlers can only be installed from the main thread. A guard in another thread
+(a workflow run by a pool of worker threads over many domains) installs nothing, but
+still records its thread and whether it holds: the caller's handler in the main thread
+passes a signal on with :func:`forward`, which defers it while that thread's workflow
+holds (the thaw, the cleanup), exactly as a handler would, and otherwise raises
+:class:`~virt_qga.errors.Interrupted` inside that thread (CPython's
+``PyThreadState_SetAsyncExc``: it lands at the thread's next Python instruction).
 """
 
 from __future__ import annotations
 
+import ctypes
 import signal
 import threading
 from types import FrameType, TracebackType
@@ -27,11 +32,15 @@ from typing import Any
 
 from virt_qga.errors import Interrupted
 
-__all__ = ["Interrupts"]
+__all__ = ["Interrupts", "forward"]
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 #: The guards active in this process, outermost first.
 _active: list[Interrupts] = []
+#: The guards of other threads (installing nothing), by thread, outermost first; and the
+#: lock that orders :func:`forward` against :meth:`Interrupts.hold`.
+_threads: dict[int, list[Interrupts]] = {}
+_lock = threading.Lock()
 
 
 class Interrupts:
@@ -57,13 +66,15 @@ class Interrupts:
 
     def hold(self) -> None:
         """Defer signals from now on (cleanup is running)."""
-        self.holding = True
+        with _lock:
+            self.holding = True
 
     def release(self) -> None:
         """Stop deferring; a signal that arrived meanwhile is raised now."""
-        self.holding = False
-        if self.pending is not None:
+        with _lock:
+            self.holding = False
             signum, self.pending = self.pending, None
+        if signum is not None:
             raise Interrupted(signum)
 
     def restore(self) -> None:
@@ -76,10 +87,16 @@ class Interrupts:
         self.install()
         if self.saved:
             _active.append(self)
+        elif not self.active:
+            with _lock:
+                _threads.setdefault(threading.get_ident(), []).append(self)
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
+        if not self.active:
+            self._exit_in_worker(exc_type)
+            return
         if self in _active:
             _active.remove(self)
         pending, self.pending = self.pending, None
@@ -92,3 +109,41 @@ class Interrupts:
             outer.pending = outer.pending or pending
             return
         raise Interrupted(pending)
+
+    def _exit_in_worker(self, exc_type: type[BaseException] | None) -> None:
+        """A worker thread's guard ends: a signal it deferred goes to the thread's outer
+        guard (or is raised), as :meth:`__exit__` does for handlers."""
+        ident = threading.get_ident()
+        with _lock:
+            guards = _threads.get(ident, [])
+            if self in guards:
+                guards.remove(self)
+            if not guards:
+                _threads.pop(ident, None)
+            pending, self.pending = self.pending, None
+            self.holding = False
+            if pending is None or exc_type is not None or not guards:
+                return
+            outer = guards[-1]
+            if outer.holding:
+                outer.pending = outer.pending or pending
+                return
+        raise Interrupted(pending)
+
+
+def forward(ident: int, signum: int) -> None:
+    """Pass signal ``signum``, received by the main thread, to the workflow running in
+    thread ``ident``: deferred while one of its guards holds, else raised in it."""
+    with _lock:
+        holding = [g for g in _threads.get(ident, []) if g.holding]
+        if holding:
+            holding[-1].pending = holding[-1].pending or signum
+            return
+        exc = type("Interrupted", (Interrupted,), {"__init__": _init_with(signum)})
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), ctypes.py_object(exc))
+
+
+def _init_with(signum: int) -> Any:
+    def init(self: Interrupted) -> None:
+        Interrupted.__init__(self, signum)
+    return init

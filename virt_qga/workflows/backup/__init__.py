@@ -10,14 +10,15 @@ that dies leaves a journal that the next run or ``virt-qga recover`` cleans up.
 The package, one concern per module: :mod:`.options`, :mod:`.result`, :mod:`.store`
 (layout and manifest), :mod:`.plan` (method and level), :mod:`.job`, :mod:`.api`,
 :mod:`.via_snapshot`, :mod:`.offline` (the three methods), :mod:`.images` (qemu-img),
-:mod:`.run` (one domain), :mod:`.recovery` (what a dead run left), :mod:`.retention`.
+:mod:`.run` (one domain), :mod:`.many` (many domains, --jobs at a time), :mod:`.recovery`
+(what a dead run left), :mod:`.retention`;
+for runs from cron: :mod:`.metrics` (node_exporter textfile), :mod:`.notify` (the
+``--on-failure`` command).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
+from virt_qga.workflows.backup.many import backup_many, select_domains
 from virt_qga.workflows.backup.options import LEVELS, METHODS, SNAPSHOT_FIELDS, BackupOptions
 from virt_qga.workflows.backup.result import BackupResult
 from virt_qga.workflows.backup.run import backup, check_destination
@@ -35,11 +36,5 @@ __all__ = [
     "backup",
     "backup_many",
     "check_destination",
+    "select_domains",
 ]
-
-
-def backup_many(domains: list[str], uri: str | None, dest: Path,
-                **kw: Any) -> tuple[list[BackupResult], int]:
-    """:func:`backup` for each domain in turn; the results and the aggregated exit code."""
-    results = [backup(d, uri, dest, **kw) for d in domains]
-    return results, aggregate_exit([r.exit_code for r in results])

@@ -30,16 +30,31 @@ def qemu_img() -> str:
     return path
 
 
+#: How often a wait for qemu-img returns to Python: a backup in a worker thread
+#: (``backup --jobs``) is interrupted by an exception raised into it (see
+#: :mod:`.many`), which lands only when the thread runs Python code.
+POLL = 0.25
+
+
 def _run(args: list[str], timeout: float, what: str) -> str:
-    try:
-        proc = subprocess.run([qemu_img(), *args], capture_output=True, text=True, timeout=timeout,
-                              check=False)
-    except subprocess.TimeoutExpired as exc:
-        raise HostError(f"{what} took longer than {timeout:g} s") from exc
+    deadline = time.monotonic() + timeout
+    with subprocess.Popen([qemu_img(), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True) as proc:
+        try:
+            while True:
+                try:
+                    out, err = proc.communicate(timeout=max(0.0, min(POLL, deadline - time.monotonic())))
+                    break
+                except subprocess.TimeoutExpired as exc:
+                    if time.monotonic() >= deadline:
+                        raise HostError(f"{what} took longer than {timeout:g} s") from exc
+        except BaseException:  # a deadline, or an interrupt: qemu-img must not outlive us
+            proc.kill()
+            raise
     if proc.returncode != 0:
-        msg = (proc.stderr.strip().splitlines() or ["no message"])[-1]
+        msg = (err.strip().splitlines() or ["no message"])[-1]
         raise HostError(f"{what} failed: {msg}")
-    return proc.stdout
+    return out
 
 
 def create(path: Path, size: int, *, backing: str | None = None,

@@ -34,6 +34,8 @@ class BackupResult:
     snapshot: dict[str, Any] | None = None
     committed: list[dict[str, Any]] = field(default_factory=list)
     pruned: list[str] = field(default_factory=list)
+    #: What retention kept (backup -> rule) and removed (:meth:`.retention.Plan.to_dict`).
+    retention: dict[str, Any] | None = None
     #: Older virt-qga checkpoints deleted after this backup (no chain needs them).
     dropped_checkpoints: list[str] = field(default_factory=list)
     timings_s: dict[str, float] = field(default_factory=dict)
@@ -56,7 +58,8 @@ class BackupResult:
             "directory": self.directory, "consistency": self.consistency,
             "consistency_reason": self.consistency_reason, "frozen_window_ms": self.frozen_window_ms,
             "bytes_written": self.bytes_written, "disks": self.disks, "committed": self.committed,
-            "pruned": self.pruned, "dropped_checkpoints": self.dropped_checkpoints,
+            "pruned": self.pruned, "retention": self.retention,
+            "dropped_checkpoints": self.dropped_checkpoints,
             "timings_s": self.timings_s, "finished_at": self.finished_at,
             "error": self.error, "undo": self.undo, "warnings": self.warnings,
             "exit_code": self.exit_code, "snapshot": self.snapshot,

@@ -34,6 +34,7 @@ from virt_qga.workflows.backup.store import (
     Manifest,
     Store,
     backup_name,
+    iso_time,
     sha256_file,
 )
 from virt_qga.workflows.signals import Interrupts
@@ -300,7 +301,8 @@ def _write(job: BackupJob) -> None:
         finished = job.started + timedelta(seconds=time.monotonic() - t)
         manifest = Manifest(
             domain=job.domain, name=job.name, chain=job.chain, level=job.level, method=str(result.method),
-            consistency=result.consistency or "crash", started=_iso(job.started), finished=_iso(finished),
+            consistency=result.consistency or "crash", started=iso_time(job.started),
+            finished=iso_time(finished),
             uuid=str(job.host.dom.UUIDString()), uri=job.host.uri,
             parent=job.parent.name if job.parent else None, checkpoint=job.checkpoint,
             consistency_reason=result.consistency_reason, level_reason=result.level_reason,
@@ -321,15 +323,14 @@ def _write(job: BackupJob) -> None:
             job.result.warnings.append(f"could not list checkpoints: {exc}")
             dropped = []
         result.dropped_checkpoints = dropped
-    if job.opts.keep is not None:
-        from virt_qga.workflows.backup.retention import prune_domain
+    from virt_qga.workflows.backup.retention import policy_of, prune_domain
 
-        result.pruned = prune_domain(store, job.domain, keep=job.opts.keep, host=job.host)
+    policy = policy_of(job.opts)
+    if policy.active:
+        done = prune_domain(store, job.domain, policy, host=job.host)
+        result.pruned = done.removed_chains
+        result.retention = done.to_dict()
     result.state = State.DONE
-
-
-def _iso(t: datetime) -> str:
-    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def check_destination(dest: Path) -> None:

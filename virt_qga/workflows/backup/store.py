@@ -47,6 +47,7 @@ __all__ = [
     "Store",
     "StoredBackup",
     "backup_name",
+    "iso_time",
     "sha256_file",
 ]
 
@@ -66,6 +67,11 @@ HASH_CHUNK = 1024 * 1024
 def backup_name(now: datetime | None = None) -> str:
     """The name of a backup taken at ``now`` (UTC): ``20261201T020000Z``."""
     return (now or datetime.now(UTC)).astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def iso_time(t: datetime) -> str:
+    """A manifest's time stamp: ISO 8601 in UTC, to the microsecond."""
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def is_backup_name(name: str) -> bool:

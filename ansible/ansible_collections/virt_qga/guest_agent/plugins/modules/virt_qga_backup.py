@@ -68,8 +68,30 @@ options:
     type: int
   keep:
     description:
-      - "After a successful backup keep only the newest N backups of the domain (whole chains
-        are kept or removed: never a backup another kept one depends on)."
+      - "The same as keep_last (kept for the scripts that use it)."
+    type: int
+  keep_last:
+    description:
+      - "Retention, applied after a successful backup: keep the newest N backups. The keep_*
+        rules apply in the order last, daily, weekly, monthly, yearly, each keeping the newest
+        backup of its next N periods (weeks are ISO weeks); a chain goes only when no rule keeps
+        any of its backups. Without any keep_* option nothing is removed."
+    type: int
+  keep_daily:
+    description:
+      - "Retention: keep the newest backup of each of the last N days that have one."
+    type: int
+  keep_weekly:
+    description:
+      - "Retention: keep the newest backup of each of the last N ISO weeks that have one."
+    type: int
+  keep_monthly:
+    description:
+      - "Retention: keep the newest backup of each of the last N months that have one."
+    type: int
+  keep_yearly:
+    description:
+      - "Retention: keep the newest backup of each of the last N years that have one."
     type: int
   copy_timeout:
     description:
@@ -166,7 +188,9 @@ disks:
   sample: [{target: vda, source: /images/db01.qcow2, bytes_written: 1179648, virtual_size: 10737418240,
             path: /srv/backup/db01/20261120T021500Z/20261127T021500Z/vda.qcow2}]
 pruned:
-  description: Chain directories removed by O(keep) (whole chains only).
+  description:
+    - Chain directories removed by the retention options (O(keep_last), O(keep_daily), ...; whole
+      chains only); C(retention) in RV(result) says which rule kept each backup.
   returned: success
   type: list
   elements: str
@@ -237,6 +261,11 @@ def argument_spec():
         method=dict(type="str", choices=["auto", "backup-api", "snapshot"], default='auto'),
         full_every=dict(type="int"),
         keep=dict(type="int"),
+        keep_last=dict(type="int"),
+        keep_daily=dict(type="int"),
+        keep_weekly=dict(type="int"),
+        keep_monthly=dict(type="int"),
+        keep_yearly=dict(type="int"),
         copy_timeout=dict(type="float", default=3600.0),
         disks=dict(type="list", elements="str"),
         quiesce=dict(type="str", choices=["required", "preferred", "off"], default='required'),

@@ -1,0 +1,119 @@
+"""Backups of many domains: which domains, how many at once, and what a signal does.
+
+:func:`backup_many` runs :func:`~virt_qga.workflows.backup.backup` for each domain
+through :func:`~virt_qga.workflows.fleet.run_each`, at most ``jobs`` at a time. Each
+domain takes its own lock; one domain's failure is its own result.
+
+SIGINT and SIGTERM (systemd stopping the service, cron's timeout, Ctrl-C) must clean up
+as they do for one domain: abort the job, delete the new checkpoint, remove the partial
+directory. A backup in a worker thread cannot install signal handlers (only the main
+thread can), so while workers run, the main thread's handler passes the signal to each
+running backup with :func:`virt_qga.workflows.signals.forward`: deferred while that
+backup holds signals (the thaw, its cleanup), as in the main thread, else raised in it
+as :class:`~virt_qga.errors.Interrupted` at its next Python instruction (every wait in a
+backup is a short poll, so that comes soon). Each backup then cleans up through its
+usual failure path; domains not started yet are not started; once the workers are done,
+:func:`backup_many` raises ``Interrupted`` itself (exit 130), exactly as a single
+domain's run does. Only the first signal is forwarded: a second one must not cut the
+cleanup short.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from fnmatch import fnmatchcase
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from virt_qga.errors import Interrupted
+from virt_qga.workflows.backup.result import BackupResult
+from virt_qga.workflows.fleet import aggregate_exit, run_each
+from virt_qga.workflows.signals import forward
+
+__all__ = ["backup_many", "select_domains"]
+
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def select_domains(names: list[str], exclude: tuple[str, ...] = ()) -> list[str]:
+    """``names`` without those matching any ``exclude`` glob (``web*``, ``test-?``), each
+    once, in the order given."""
+    return [n for n in dict.fromkeys(names) if not any(fnmatchcase(n, g) for g in exclude)]
+
+
+class _Forward:
+    """The running workers' thread ids, and the first signal that arrived."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.running: set[int] = set()
+        self.signum: int | None = None
+
+    def handler(self, signum: int, frame: FrameType | None) -> None:
+        with self.lock:
+            if self.signum is not None:
+                return  # cleanup is running: a second signal must not cut it short
+            self.signum = signum
+            for ident in self.running:
+                forward(ident, signum)
+
+    @contextmanager
+    def worker(self) -> Iterator[bool]:
+        """Inside a worker: yields False when the run is already interrupted."""
+        ident = threading.get_ident()
+        with self.lock:
+            if self.signum is not None:
+                yield False
+                return
+            self.running.add(ident)
+        try:
+            yield True
+        finally:
+            with self.lock:
+                self.running.discard(ident)
+
+
+def backup_many(domains: list[str], uri: str | None, dest: Path, *, jobs: int = 1,
+                **kw: Any) -> tuple[list[BackupResult], int]:
+    """:func:`backup` for each domain, at most ``jobs`` at a time; the results in the
+    order given and the aggregated exit code (see the module docstring for signals)."""
+    from virt_qga.workflows.backup.run import backup
+
+    forward = _Forward()
+
+    threaded = jobs > 1 and len(domains) > 1 and threading.current_thread() is threading.main_thread()
+
+    def one(domain: str) -> BackupResult:
+        try:
+            with forward.worker() as go:
+                if not go:
+                    return BackupResult(domain=domain, state="nothing-done", exit_code=130,
+                                        error="not started: the run was interrupted")
+                return backup(domain, uri, dest, **kw)
+        except Interrupted as exc:  # backup() cleaned up before it let this through
+            if not threaded:
+                raise  # one domain at a time: the run ends here, as it always did
+            return BackupResult(domain=domain, exit_code=130,
+                                error=f"interrupted by {exc.signal_name}; cleanup ran")
+
+    saved = {sig: signal.signal(sig, forward.handler) for sig in SIGNALS} if threaded else {}
+    try:
+        done = run_each(domains, one, jobs=jobs)
+    finally:
+        for sig, old in saved.items():
+            signal.signal(sig, old)
+    if forward.signum is not None:
+        raise Interrupted(forward.signum)
+    results = []
+    for r in done:
+        if r.result is not None:
+            results.append(r.result)
+        else:  # an exception backup() does not turn into a result (a bug): still one result
+            error = r.error or {}
+            results.append(BackupResult(domain=r.domain, error=str(error.get("message", "failed")),
+                                        exit_code=r.exit_code))
+    return results, aggregate_exit([r.exit_code for r in results])
