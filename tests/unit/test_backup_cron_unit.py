@@ -154,6 +154,20 @@ def test_on_failure_gets_the_json_and_is_bounded(tmp_path: Path) -> None:
     assert not slow.ok and "timeout" in str(slow.error)
 
 
+def test_on_failure_output_is_read_back_capped(tmp_path: Path) -> None:
+    """A hook that prints 64 MiB: the report keeps OUTPUT_CAP bytes, and virt-qga's own
+    memory never held the rest (it went to a temporary file)."""
+    import resource
+
+    from virt_qga.workflows.backup.notify import OUTPUT_CAP
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    loud = run_on_failure("head -c 67108864 /dev/zero | tr '\\0' x", {"exit_code": 1})
+    grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+    assert loud.ok and loud.stdout == "x" * OUTPUT_CAP
+    assert grown_kib < 16 * 1024, grown_kib
+
+
 def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "virt_qga.cli.main", *args], capture_output=True,
                           text=True, timeout=60, cwd=ROOT, stdin=subprocess.DEVNULL,
