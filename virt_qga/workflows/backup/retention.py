@@ -28,7 +28,7 @@ from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from virt_qga.errors import BadInputError, VirtQgaError
+from virt_qga.errors import BadInputError, VirtQgaError, option_ref
 from virt_qga.workflows.backup.store import Chain, Store, StoredBackup, name_time
 
 if TYPE_CHECKING:
@@ -206,8 +206,9 @@ def prune_store(root: Path, policy: Policy, *, domain: str | None = None, dry_ru
     from virt_qga.workflows.lock import DomainLock, lock_path
 
     if not policy.active:
-        raise BadInputError("give at least one retention rule (keep_last, keep_daily, keep_weekly, "
-                            "keep_monthly, keep_yearly)", field="keep_last")
+        rules = ", ".join(option_ref(f) for f in ("keep_last", "keep_daily", "keep_weekly",
+                                                    "keep_monthly", "keep_yearly"))
+        raise BadInputError(f"give at least one retention rule ({rules})", field="keep_last")
     if not root.is_dir():
         raise BadInputError(f"{root} is not a backup store (no such directory)", field="dest")
     store = Store(root)

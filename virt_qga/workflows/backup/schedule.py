@@ -19,7 +19,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from virt_qga.errors import BadInputError, HostError
+from virt_qga.errors import BadInputError, HostError, option_ref
 
 __all__ = ["DEFAULT_CALENDAR", "DEFAULT_CRON", "DEFAULT_NAME", "DEFAULT_UNIT_DIR", "Schedule",
            "check_calendar", "enable", "systemd_booted"]
@@ -57,7 +57,7 @@ class Schedule:
             raise BadInputError(f"unit name {self.name!r}: letters, digits and _.@- only, without "
                                 ".service or .timer", field="name")
         if not self.on_calendar.strip() or "\n" in self.on_calendar:
-            raise BadInputError("--on-calendar needs a calendar expression (daily, "
+            raise BadInputError(f"{option_ref('on_calendar')} needs a calendar expression (daily, "
                                 "'*-*-* 02:30:00', ...)", field="on_calendar")
 
     def service(self) -> str:
@@ -92,8 +92,8 @@ class Schedule:
     def crontab(self, schedule: str = DEFAULT_CRON) -> str:
         """An /etc/cron.d line (user root); cron has no Persistent=: a missed night is lost."""
         if len(schedule.split()) != 5 or "\n" in schedule:
-            raise BadInputError(f"--cron needs five fields (minute hour day month weekday), not "
-                                f"{schedule!r}", field="cron")
+            raise BadInputError(f"{option_ref('cron')} needs five fields (minute hour day month "
+                                f"weekday), not {schedule!r}", field="cron")
         env = " ".join(shlex.quote(f"{k}={v}") for k, v in self.environment)
         cmd = " ".join(shlex.quote(a) for a in self.command).replace("%", "\\%")
         return f"{schedule} root {env + ' ' if env else ''}{cmd}"
@@ -126,7 +126,7 @@ def check_calendar(spec: str) -> None:
         return  # cannot ask: systemd itself will say when the timer is loaded
     if p.returncode != 0:
         why = (p.stderr.strip().splitlines() or ["invalid"])[-1]
-        raise BadInputError(f"--on-calendar {spec!r}: {why}", field="on_calendar")
+        raise BadInputError(f"{option_ref('on_calendar')} {spec!r}: {why}", field="on_calendar")
 
 
 def systemd_booted() -> bool:
@@ -138,8 +138,8 @@ def enable(name: str) -> list[str]:
     """``systemctl daemon-reload`` and ``enable --now NAME.timer``; the commands run."""
     if not systemd_booted():
         raise HostError("cannot enable the timer: systemd is not the init system here (no "
-                        "/run/systemd/system); the units were not written. Install without "
-                        "--enable, or use the crontab line of `virt-qga backup-schedule show`")
+                        f"/run/systemd/system); the units were not written. Install without "
+                        f"{option_ref('enable')}, or use the crontab line of `virt-qga backup-schedule show`")
     ran = []
     for cmd in (["systemctl", "daemon-reload"], ["systemctl", "enable", "--now", f"{name}.timer"]):
         try:
