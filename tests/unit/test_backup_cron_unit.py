@@ -416,3 +416,8 @@ def test_backup_prune_skips_a_domain_being_backed_up(tmp_path: Path) -> None:
     assert "lock" in plans["vm"]["error"]
     assert plans["other"]["removed"] == ["20261101T020000Z"]
     assert len(store.chains("vm")) == 2 and len(store.chains("other")) == 1
+
+
+def test_prune_of_an_empty_store_says_so(tmp_path: Path) -> None:
+    p = _cli("backup-prune", str(tmp_path), "--keep-last", "2")
+    assert p.returncode == 0 and p.stdout == f"{tmp_path}: no backups, nothing to prune\n", p.stderr

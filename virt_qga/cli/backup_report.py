@@ -127,6 +127,9 @@ def prune_human(d: dict[str, Any]) -> None:
             continue
         rows += [(p["domain"], name, rule) for name, rule in sorted(p["kept"].items())]
         rows += [(p["domain"], name, "would remove" if d["dry_run"] else "removed") for name in p["removed"]]
+    if not rows and not any(p["error"] for p in d["domains"]):
+        click.echo(f"{d['store']}: no backups, nothing to prune")
+        return
     rows.sort(key=lambda r: (r[0], r[1]))
     title = f"{d['store']}{' (dry run: nothing changed)' if d['dry_run'] else ''}"
     print_table(("domain", "backup", "kept by / fate"), rows, title=title)
