@@ -421,3 +421,27 @@ def test_backup_prune_skips_a_domain_being_backed_up(tmp_path: Path) -> None:
 def test_prune_of_an_empty_store_says_so(tmp_path: Path) -> None:
     p = _cli("backup-prune", str(tmp_path), "--keep-last", "2")
     assert p.returncode == 0 and p.stdout == f"{tmp_path}: no backups, nothing to prune\n", p.stderr
+
+
+def test_a_forwarded_interrupt_between_tasks_prints_no_thread_traceback() -> None:
+    """A signal forwarded to a worker just after its backup returned surfaces in the pool's
+    thread, outside any workflow: the run's excepthook drops it, and only it."""
+    import threading
+
+    from virt_qga.errors import Interrupted
+    from virt_qga.workflows.backup.many import _quiet_interrupts
+
+    seen: list[type[BaseException] | None] = []
+    hook = _quiet_interrupts(lambda args: seen.append(args.exc_type))
+    saved = threading.excepthook
+    threading.excepthook = hook
+    try:
+        for exc in (Interrupted(15), ValueError("a bug")):
+            def boom(e: BaseException = exc) -> None:
+                raise e
+            t = threading.Thread(target=boom)
+            t.start()
+            t.join()
+    finally:
+        threading.excepthook = saved
+    assert seen == [ValueError]

@@ -77,6 +77,18 @@ class _Forward:
                 self.running.discard(ident)
 
 
+def _quiet_interrupts(hook: Any) -> Any:
+    """``threading.excepthook`` that drops a forwarded :class:`Interrupted`: one that
+    reaches a worker just after its backup returned (between tasks of the pool) has
+    nothing left to clean up, and must not print a thread traceback on the user's
+    terminal. Anything else goes to ``hook``."""
+    def quiet(args: threading.ExceptHookArgs) -> None:
+        if args.exc_type is not None and issubclass(args.exc_type, Interrupted):
+            return
+        hook(args)
+    return quiet
+
+
 def backup_many(domains: list[str], uri: str | None, dest: Path, *, jobs: int = 1,
                 **kw: Any) -> tuple[list[BackupResult], int]:
     """:func:`backup` for each domain, at most ``jobs`` at a time; the results in the
@@ -101,9 +113,13 @@ def backup_many(domains: list[str], uri: str | None, dest: Path, *, jobs: int = 
                                 error=f"interrupted by {exc.signal_name}; cleanup ran")
 
     saved = {sig: signal.signal(sig, forward.handler) for sig in SIGNALS} if threaded else {}
+    hook = threading.excepthook
+    if threaded:
+        threading.excepthook = _quiet_interrupts(hook)
     try:
         done = run_each(domains, one, jobs=jobs)
     finally:
+        threading.excepthook = hook
         for sig, old in saved.items():
             signal.signal(sig, old)
     if forward.signum is not None:
