@@ -99,16 +99,10 @@ class Interrupts:
             return
         if self in _active:
             _active.remove(self)
-        pending, self.pending = self.pending, None
-        self.holding = False
         self.restore()
-        if pending is None or exc_type is not None or not _active:
-            return
-        outer = _active[-1]
-        if outer.holding:
-            outer.pending = outer.pending or pending
-            return
-        raise Interrupted(pending)
+        signum = self._hand_over(exc_type, _active)
+        if signum is not None:
+            raise Interrupted(signum)
 
     def _exit_in_worker(self, exc_type: type[BaseException] | None) -> None:
         """A worker thread's guard ends: a signal it deferred goes to the thread's outer
@@ -120,15 +114,23 @@ class Interrupts:
                 guards.remove(self)
             if not guards:
                 _threads.pop(ident, None)
-            pending, self.pending = self.pending, None
-            self.holding = False
-            if pending is None or exc_type is not None or not guards:
-                return
-            outer = guards[-1]
-            if outer.holding:
-                outer.pending = outer.pending or pending
-                return
-        raise Interrupted(pending)
+            signum = self._hand_over(exc_type, guards)
+        if signum is not None:
+            raise Interrupted(signum)
+
+    def _hand_over(self, exc_type: type[BaseException] | None, outers: list[Interrupts]) -> int | None:
+        """This guard ends: the signal it deferred goes to the innermost of ``outers``
+        (deferred there if that one holds) or is returned, to be raised now. Dropped when
+        the block ended with an exception (it is already unwinding) or no guard is left."""
+        pending, self.pending = self.pending, None
+        self.holding = False
+        if pending is None or exc_type is not None or not outers:
+            return None
+        outer = outers[-1]
+        if outer.holding:
+            outer.pending = outer.pending or pending
+            return None
+        return pending
 
 
 def forward(ident: int, signum: int) -> None:
