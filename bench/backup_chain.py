@@ -51,17 +51,26 @@ def _sh(agent: Any, script: str, timeout: float = 600) -> None:
 
 
 def _add_disk(g: Any) -> Path:
+    return attach_disk(g, "bench-vdb", max(512, 2 * DATA_MIB))
+
+
+def attach_disk(g: Any, name: str, mib: int) -> Path:
+    """A new qcow2 of ``mib`` MiB beside the guest's data disk, owned like it, attached
+    live as ``vdb``; its path."""
     import libvirt
 
-    image = Path(g.data_disk).parent / "bench-vdb.qcow2"
-    size = max(512, 2 * DATA_MIB)
-    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(image), f"{size}M"], check=True)
+    image = Path(g.data_disk).parent / f"{name}.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(image), f"{mib}M"], check=True)
     st = Path(g.data_disk).stat()
     os.chown(image, st.st_uid, st.st_gid)
     dom = libvirt.open(g.uri).lookupByName(g.name)
-    dom.attachDevice(f"<disk type='file' device='disk'><driver name='qemu' type='qcow2'/>"
-                     f"<source file='{image}'/><target dev='vdb' bus='virtio'/></disk>")
+    dom.attachDevice(VDB_XML.format(image=image))
     return image
+
+
+#: The extra disk's device XML (attach and detach).
+VDB_XML = ("<disk type='file' device='disk'><driver name='qemu' type='qcow2'/>"
+           "<source file='{image}'/><target dev='vdb' bus='virtio'/></disk>")
 
 
 def _fill(agent: Any) -> float:

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.backup_chain import _sh
+from bench.backup_chain import VDB_XML, _sh, attach_disk
 from bench.common import Report, lab_guest
 
 SIZES = [int(x) for x in os.environ.get("BENCH_BACKUP_MEMORY_MIB", "64,256,1024").split(",")]
@@ -62,27 +62,13 @@ def _run(state: str, *args: str) -> tuple[int, dict[str, Any]]:
         return int(Path(f.name).read_text()), json.loads(p.stdout)
 
 
-def _disk(g: Any, mib: int) -> Path:
-    import libvirt
-
-    image = Path(g.data_disk).parent / f"bench-mem-{mib}.qcow2"
-    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(image), f"{mib + 64}M"], check=True)
-    st = Path(g.data_disk).stat()
-    os.chown(image, st.st_uid, st.st_gid)
-    dom = libvirt.open(g.uri).lookupByName(g.name)
-    dom.attachDevice(f"<disk type='file' device='disk'><driver name='qemu' type='qcow2'/>"
-                     f"<source file='{image}'/><target dev='vdb' bus='virtio'/></disk>")
-    return image
-
-
 def _detach(g: Any, image: Path) -> None:
     import libvirt
 
     dom = libvirt.open(g.uri).lookupByName(g.name)
     for cp in dom.listAllCheckpoints(0):
         cp.delete(0)
-    dom.detachDevice(f"<disk type='file' device='disk'><driver name='qemu' type='qcow2'/>"
-                     f"<source file='{image}'/><target dev='vdb' bus='virtio'/></disk>")
+    dom.detachDevice(VDB_XML.format(image=image))
 
 
 def main() -> None:
@@ -97,7 +83,7 @@ def main() -> None:
     rep(f"{'N MiB':>6} {'stored MiB':>10}  {'backup':>10} {'verify':>10} {'restore':>10}")
     peaks: dict[str, list[int]] = {"backup": [], "verify": [], "restore": []}
     for mib in SIZES:
-        image = _disk(g, mib)
+        image = attach_disk(g, f"bench-mem-{mib}", mib + 64)
         work = Path(tempfile.mkdtemp(prefix="bench-mem-", dir="/var/tmp"))
         work.chmod(0o755)  # QEMU (the lab daemon's user) writes the backup job's targets here
         try:
