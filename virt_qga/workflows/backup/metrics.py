@@ -24,11 +24,11 @@ exits with) and ``virt_qga_backup_run_timestamp_seconds``.
 from __future__ import annotations
 
 import time
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from virt_qga.errors import BadInputError
+from virt_qga.workflows.backup.store import parse_iso_time
 
 if TYPE_CHECKING:
     from virt_qga.workflows.backup.result import BackupResult
@@ -69,7 +69,7 @@ def _store_success(store: Store, domain: str) -> float | None:
         return None
     m = chain.last.manifest
     try:
-        return datetime.fromisoformat((m.finished or m.started).replace("Z", "+00:00")).timestamp()
+        return parse_iso_time(m.finished or m.started).timestamp()
     except ValueError:
         return None
 

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from virt_qga.errors import BadInputError, VirtQgaError, option_ref
-from virt_qga.workflows.backup.store import Chain, Store, StoredBackup, name_time
+from virt_qga.workflows.backup.store import Chain, Store, StoredBackup, name_time, parse_iso_time
 
 if TYPE_CHECKING:
     from virt_qga.host import Domain
@@ -107,7 +107,7 @@ class Plan:
 def backup_time(b: StoredBackup) -> datetime:
     """When a backup was taken: its manifest's start, else the time its name encodes."""
     try:
-        return datetime.fromisoformat(b.manifest.started.replace("Z", "+00:00"))
+        return parse_iso_time(b.manifest.started)
     except ValueError:
         return name_time(b.name)
 

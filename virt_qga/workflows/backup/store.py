@@ -48,6 +48,7 @@ __all__ = [
     "StoredBackup",
     "backup_name",
     "iso_time",
+    "parse_iso_time",
     "sha256_file",
 ]
 
@@ -72,6 +73,11 @@ def backup_name(now: datetime | None = None) -> str:
 def iso_time(t: datetime) -> str:
     """A manifest's time stamp: ISO 8601 in UTC, to the microsecond."""
     return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_iso_time(text: str) -> datetime:
+    """The inverse of :func:`iso_time` (ValueError for anything else)."""
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def is_backup_name(name: str) -> bool:
