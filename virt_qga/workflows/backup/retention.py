@@ -64,8 +64,8 @@ class Policy:
         for rule in RULES:
             n = getattr(self, rule)
             if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
-                raise BadInputError(f"keep-{rule} must be a whole number of at least 1, not {n!r}",
-                                    field=f"keep_{rule}")
+                raise BadInputError(f"{option_ref(f'keep_{rule}')} must be a whole number of at "
+                                    f"least 1, not {n!r}", field=f"keep_{rule}")
 
     @property
     def active(self) -> bool:
@@ -119,8 +119,8 @@ def _period(rule: str, name: str, local: datetime) -> Any:
 
 def _by_rule(backups: list[StoredBackup], policy: Policy, tz: tzinfo | None) -> dict[str, str]:
     """backup name -> rule, for the backups the rules select (newest first)."""
-    newest_first = sorted(backups, key=backup_time, reverse=True)
-    local = {b.name: backup_time(b).astimezone(tz) for b in newest_first}
+    local = {b.name: backup_time(b).astimezone(tz) for b in backups}
+    newest_first = sorted(backups, key=lambda b: local[b.name], reverse=True)
     kept: dict[str, str] = {}
     passed_over: set[str] = set()  # older backups of a period some rule took
     for rule in RULES:
@@ -206,8 +206,7 @@ def prune_store(root: Path, policy: Policy, *, domain: str | None = None, dry_ru
     from virt_qga.workflows.lock import DomainLock, lock_path
 
     if not policy.active:
-        rules = ", ".join(option_ref(f) for f in ("keep_last", "keep_daily", "keep_weekly",
-                                                    "keep_monthly", "keep_yearly"))
+        rules = ", ".join(option_ref(f"keep_{r}") for r in RULES)
         raise BadInputError(f"give at least one retention rule ({rules})", field="keep_last")
     if not root.is_dir():
         raise BadInputError(f"{root} is not a backup store (no such directory)", field="dest")
