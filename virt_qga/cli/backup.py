@@ -179,10 +179,10 @@ def backup_prune(store: str, domain: str | None, dry_run: bool, **params: Any) -
     own = build(BackupOptions, params)
     own.validate()
     snap = build(SnapshotOptions, params)
-    plans = prune_store(Path(store).expanduser().absolute(), policy_of(own), domain=domain,
-                        dry_run=dry_run, wait_lock=snap.wait_lock)
+    root = Path(store).expanduser().absolute()
+    plans = prune_store(root, policy_of(own), domain=domain, dry_run=dry_run, wait_lock=snap.wait_lock)
     code = aggregate_exit(p.exit_code for p in plans)
-    emit({"store": str(Path(store).expanduser().absolute()), "dry_run": dry_run,
+    emit({"store": str(root), "dry_run": dry_run,
           "domains": [p.to_dict() for p in plans], "exit_code": code},
          lambda d: report.prune_human(d))
     if code:
