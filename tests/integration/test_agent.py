@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from tests.integration.agent_stop import stop_agent
 from virt_qga import errors as E
 from virt_qga.agent import GuestAgent
 from virt_qga.spec import get_spec
@@ -150,10 +151,7 @@ def test_frozen_guest_refuses_with_frozen_error(guests: dict[str, Any]) -> None:
 def test_stopped_agent_times_out_within_deadline(fresh_guest: Any, plain: bool) -> None:
     guest = fresh_guest(agent="7.2", plain=plain)
     agent = agent_for(guest, timeout=3.0)
-    res = guest_exec(agent, "/bin/sh", "-c", "pidof qemu-ga")
-    pid = base64.b64decode(res["out-data"]).split()[0].decode()
-    agent.exec("/bin/kill", arg=["-STOP", pid])
-    time.sleep(0.5)
+    stop_agent(agent)
     start = time.monotonic()
     with pytest.raises((E.AgentTimeoutError, E.AgentNotConnectedError)):
         agent.ping()

@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 
+from tests.integration.agent_stop import stop_agent
 from tests.integration.conftest import BOOT_TIMEOUT, SESSION_TAG
-from virt_qga import errors as E
 from virt_qga.agent import GuestAgent
 from virt_qga.exitcodes import ExitCode
 from virt_qga.lab import Lab, LabError, LabGuest
@@ -42,23 +42,6 @@ def cli(*args: str, uri: str | None = None) -> subprocess.CompletedProcess[str]:
     argv = [sys.executable, "-m", "virt_qga.cli.main", *(["-c", uri] if uri else []), *args]
     return subprocess.run(argv, capture_output=True, text=True, timeout=120, env=env,
                           stdin=subprocess.DEVNULL)
-
-
-def stop_agent(agent: GuestAgent) -> None:
-    """SIGSTOP qemu-ga inside the guest, and wait until it really stopped answering.
-
-    The signal is sent by a shell a moment after guest-exec returns: signalled at once,
-    qemu-ga can stop before it has written the guest-exec reply (seen under load).
-    """
-    agent.exec("/bin/sh", arg=["-c", "sleep 1; kill -STOP $(pidof qemu-ga)"])
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        time.sleep(0.5)
-        try:
-            agent.transport.execute("guest-ping", None, timeout=1)
-        except (E.AgentTimeoutError, E.AgentNotConnectedError):
-            return
-    raise AssertionError("qemu-ga still answers 30 s after SIGSTOP")
 
 
 @pytest.fixture
