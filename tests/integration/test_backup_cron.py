@@ -121,18 +121,20 @@ def test_sigterm_with_jobs_cleans_up_every_running_domain(fresh_guest: Callable[
                                                           tmp_path: Path) -> None:
     """Workers cannot take signals; the main thread forwards SIGTERM into each running
     backup, which cleans up as a single one does: exit 130, both guests back on their
-    base image, no partial directory, no journal."""
+    base image, no partial directory, no journal; and the metrics file still says so."""
     g1, g2 = fresh_guest(), fresh_guest()
     state, dest, shim = tmp_path / "state", tmp_path / "bk", tmp_path / "bin"
+    prom = tmp_path / "backup.prom"
     shim.mkdir()
     real = shutil.which("qemu-img")
     (shim / "qemu-img").write_text(f'#!/bin/sh\n[ "$1" = convert ] && exec sleep 60\nexec {real} "$@"\n')
     (shim / "qemu-img").chmod(0o755)
     proc = subprocess.Popen([sys.executable, "-m", "virt_qga.cli.main", "-c", str(g1.uri), "--json",
                              "backup", g1.name, g2.name, "--jobs", "2", "--method", "snapshot",
-                             "--to", str(dest)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=dict(os.environ, VIRT_QGA_STATE_DIR=str(state),
-                                                PATH=f"{shim}{os.pathsep}{os.environ['PATH']}"))
+                             "--to", str(dest), "--metrics", str(prom)], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, VIRT_QGA_STATE_DIR=str(state),
+                                     PATH=f"{shim}{os.pathsep}{os.environ['PATH']}"))
     deadline = time.monotonic() + 60
     while any(active_source(g) == str(g.data_disk) for g in (g1, g2)):  # both copying
         assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
@@ -144,6 +146,9 @@ def test_sigterm_with_jobs_cleans_up_every_running_domain(fresh_guest: Callable[
     assert proc.returncode == 130, err
     assert time.monotonic() - t0 < 30                      # not the shim's 60 s
     assert json.loads(out)["exit_code"] == 130
+    m = metrics(prom)
+    assert m[("virt_qga_backup_run_exit_code", "")] == 130
+    assert [m[("virt_qga_backup_exit_code", g.name)] for g in (g1, g2)] == [130, 130]
     for g in (g1, g2):
         assert_merged_back(g)
     assert not list(dest.rglob(".*.partial"))

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from virt_qga.exitcodes import ExitCode
+from virt_qga.workflows.backup import RunInterrupted
 from virt_qga.workflows.backup.metrics import write_metrics
 from virt_qga.workflows.backup.notify import run_on_failure
 from virt_qga.workflows.backup.result import BackupResult
@@ -285,6 +286,66 @@ def test_a_signal_reaches_every_running_backup(monkeypatch: pytest.MonkeyPatch, 
     assert ei.value.signum == signal.SIGTERM
     assert sorted(started) == ["a", "b"] and sorted(cleaned) == ["a", "b"]
     assert signal.getsignal(signal.SIGTERM) is before
+    assert isinstance(ei.value, RunInterrupted)
+    got = [(r.domain, r.exit_code, r.state) for r in ei.value.results]
+    assert got == [("a", 130, "failed"), ("b", 130, "failed"), ("c", 130, "nothing-done")]
+    assert "interrupted by SIGTERM; cleanup ran" in (ei.value.results[0].error or "")
+
+
+def _one_done_then_interrupted(domain: str, uri: str | None, dest: Path, **kw: Any) -> BackupResult:
+    """A backup() stand-in: ``a`` succeeds; ``b`` is interrupted (after its cleanup, as
+    the real one raises it); nothing else may be started."""
+    import signal
+
+    from virt_qga.errors import Interrupted
+
+    if domain == "b":
+        raise Interrupted(signal.SIGTERM)
+    assert domain == "a", f"{domain} started after the interrupt"
+    return BackupResult(domain="a", state="done", level="full", consistency="filesystem",
+                        bytes_written=4096, finished_at=1_700_000_000.0, exit_code=int(ExitCode.OK))
+
+
+def test_one_at_a_time_an_interrupt_keeps_the_results_so_far(monkeypatch: pytest.MonkeyPatch,
+                                                            tmp_path: Path) -> None:
+    """--jobs 1: the interrupt ends the run in the calling thread; the results of the
+    domains done before it are not lost, the rest are 'not started'."""
+    import virt_qga.workflows.backup.run as run_mod
+    from virt_qga.workflows.backup import backup_many
+
+    monkeypatch.setattr(run_mod, "backup", _one_done_then_interrupted)
+    with pytest.raises(RunInterrupted) as ei:
+        backup_many(["a", "b", "c"], None, tmp_path, jobs=1)
+    got = [(r.domain, r.exit_code, r.state) for r in ei.value.results]
+    assert got == [("a", 0, "done"), ("b", 130, "failed"), ("c", 130, "nothing-done")]
+
+
+def test_an_interrupted_run_still_reaches_its_watchers(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """SIGTERM from systemd or cron's timeout: the CLI exits 130 with the usual
+    'Interrupted' document, and the metrics file, syslog and the failure hook still get
+    every domain's result (the hook's document says which signal)."""
+    import virt_qga.workflows.backup.run as run_mod
+    from virt_qga.cli.main import _run
+
+    monkeypatch.setattr(run_mod, "backup", _one_done_then_interrupted)
+    monkeypatch.setenv("VIRT_QGA_STATE_DIR", str(tmp_path / "state"))
+    prom, hooked = tmp_path / "backup.prom", tmp_path / "hook.json"
+    code = _run(["-c", "test:///default", "--json", "backup", "a", "b", "c", "--to", str(tmp_path / "bk"),
+                 "--metrics", str(prom), "--on-failure", f"cat > {hooked}"])
+    assert code == 130
+    assert json.loads(capsys.readouterr().out) == {"ok": False, "error": "Interrupted",
+                                                   "message": "interrupted by a signal", "exit_code": 130}
+    m = _samples(prom)
+    assert m[("virt_qga_backup_run_exit_code", ())] == 130
+    assert m[("virt_qga_backup_success", (("domain", "a"),))] == 1
+    assert m[("virt_qga_backup_last_success_timestamp_seconds", (("domain", "a"),))] == 1_700_000_000.0
+    for dom in ("b", "c"):
+        assert m[("virt_qga_backup_success", (("domain", dom),))] == 0
+        assert m[("virt_qga_backup_exit_code", (("domain", dom),))] == 130
+    doc = json.loads(hooked.read_text())
+    assert doc["interrupted"] == "SIGTERM" and doc["exit_code"] == 130
+    assert [(b["domain"], b["exit_code"]) for b in doc["backups"]] == [("a", 0), ("b", 130), ("c", 130)]
 
 
 def test_exclude_globs() -> None:

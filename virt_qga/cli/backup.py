@@ -14,6 +14,7 @@ import click
 from virt_qga.cli import backup_report as report
 from virt_qga.cli.context import emit, get_ctx, info, is_tty_stderr
 from virt_qga.cli.options import build, click_options
+from virt_qga.exitcodes import ExitCode
 from virt_qga.workflows.backup import SNAPSHOT_FIELDS, BackupOptions
 from virt_qga.workflows.backup.job import Progress
 from virt_qga.workflows.backup.notify import DEFAULT_TIMEOUT
@@ -85,7 +86,9 @@ def backup(domains: tuple[str, ...], all_running: bool, include_inactive: bool, 
     successful backup the --keep-* rules prune whole chains (see backup-prune). Exit 0
     all done, 7 some only crash-consistent, 5 some failed, 8 a guest may be frozen, 9
     something was left that needs a human (the message says what to run); with several
-    domains all failing alike, their code (6 no such domain, 10 locked...).
+    domains all failing alike, their code (6 no such domain, 10 locked...); 130 a signal
+    stopped the run (after each started backup cleaned up, and after --metrics, --syslog
+    and --on-failure got the domains' results).
     """
     from virt_qga.workflows import backup as wb
 
@@ -109,10 +112,16 @@ def backup(domains: tuple[str, ...], all_running: bool, include_inactive: bool, 
     names = wb.select_domains(names, exclude)
     if not names:
         info("virt-qga: no domain to back up")
-    with _progress() as progress:
-        results, code = wb.backup_many(names, c.connect, store, jobs=jobs, options=snap,
-                                       backup_options=own, progress=progress)
+    interrupted: wb.RunInterrupted | None = None
+    try:
+        with _progress() as progress:
+            results, code = wb.backup_many(names, c.connect, store, jobs=jobs, options=snap,
+                                           backup_options=own, progress=progress)
+    except wb.RunInterrupted as exc:  # cleanup has run: still report to the run's watchers
+        interrupted, results, code = exc, exc.results, int(ExitCode.INTERRUPTED)
     doc: dict[str, Any] = {"backups": [r.to_dict() for r in results], "exit_code": code, "problems": []}
+    if interrupted is not None:
+        doc["interrupted"] = interrupted.signal_name
     if metrics_path is not None:
         try:
             from virt_qga.workflows.backup.metrics import write_metrics
@@ -129,6 +138,8 @@ def backup(domains: tuple[str, ...], all_running: bool, include_inactive: bool, 
         from virt_qga.workflows.backup.notify import run_on_failure
 
         doc["on_failure"] = run_on_failure(on_failure, doc, timeout=on_failure_timeout).to_dict()
+    if interrupted is not None:
+        raise interrupted  # stdout gets the one "Interrupted" document, as for any command
     emit(doc, lambda d: report.human(d, quiet=c.verbosity < 0))
     if code:
         click.get_current_context().exit(code)

@@ -114,8 +114,9 @@ def log_results(logger: logging.Logger, d: dict[str, Any]) -> None:
         for w in b["warnings"]:
             logger.warning("%s", w, extra=extra)
     code = d["exit_code"]
-    logger.log(logging.INFO if code == 0 else logging.ERROR, "run over %d domain(s) ended with exit %d",
-               len(d["backups"]), code, extra={"domain": "*"})
+    why = f" (interrupted by {d['interrupted']})" if d.get("interrupted") else ""
+    logger.log(logging.INFO if code == 0 else logging.ERROR, "run over %d domain(s) ended with exit %d%s",
+               len(d["backups"]), code, why, extra={"domain": "*"})
 
 
 def prune_human(d: dict[str, Any]) -> None:

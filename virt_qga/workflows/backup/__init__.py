@@ -18,7 +18,7 @@ for runs from cron: :mod:`.metrics` (node_exporter textfile), :mod:`.notify` (th
 
 from __future__ import annotations
 
-from virt_qga.workflows.backup.many import backup_many, select_domains
+from virt_qga.workflows.backup.many import RunInterrupted, backup_many, select_domains
 from virt_qga.workflows.backup.options import LEVELS, METHODS, SNAPSHOT_FIELDS, BackupOptions
 from virt_qga.workflows.backup.result import BackupResult
 from virt_qga.workflows.backup.run import backup, check_destination
@@ -31,6 +31,7 @@ __all__ = [
     "SNAPSHOT_FIELDS",
     "BackupOptions",
     "BackupResult",
+    "RunInterrupted",
     "Store",
     "aggregate_exit",
     "backup",

@@ -13,9 +13,11 @@ backup holds signals (the thaw, its cleanup), as in the main thread, else raised
 as :class:`~virt_qga.errors.Interrupted` at its next Python instruction (every wait in a
 backup is a short poll, so that comes soon). Each backup then cleans up through its
 usual failure path; domains not started yet are not started; once the workers are done,
-:func:`backup_many` raises ``Interrupted`` itself (exit 130), exactly as a single
-domain's run does. Only the first signal is forwarded: a second one must not cut the
-cleanup short.
+:func:`backup_many` raises :class:`RunInterrupted` (an ``Interrupted``: exit 130), one
+domain at a time or many. It carries a result for every domain of the run (done,
+interrupted after its cleanup, or not started), so that the caller can still write its
+metrics, log and run its failure hook. Only the first signal is forwarded: a second one
+must not cut the cleanup short.
 """
 
 from __future__ import annotations
@@ -30,11 +32,12 @@ from types import FrameType
 from typing import Any
 
 from virt_qga.errors import Interrupted
+from virt_qga.exitcodes import ExitCode
 from virt_qga.workflows.backup.result import BackupResult
 from virt_qga.workflows.fleet import aggregate_exit, run_each
 from virt_qga.workflows.signals import forward
 
-__all__ = ["backup_many", "select_domains"]
+__all__ = ["RunInterrupted", "backup_many", "select_domains"]
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -43,6 +46,21 @@ def select_domains(names: list[str], exclude: tuple[str, ...] = ()) -> list[str]
     """``names`` without those matching any ``exclude`` glob (``web*``, ``test-?``), each
     once, in the order given."""
     return [n for n in dict.fromkeys(names) if not any(fnmatchcase(n, g) for g in exclude)]
+
+
+class RunInterrupted(Interrupted):
+    """The run was interrupted by a signal; ``results`` has one entry per domain, in the
+    order given: what each domain's backup gave (done before the signal, or interrupted
+    after its cleanup ran: exit 130), or ``nothing-done`` (exit 130) for those not started."""
+
+    def __init__(self, signum: int | None, results: list[BackupResult]) -> None:
+        super().__init__(signum)
+        self.results = results
+
+
+def _not_started(domain: str) -> BackupResult:
+    return BackupResult(domain=domain, state="nothing-done", exit_code=int(ExitCode.INTERRUPTED),
+                        error="not started: the run was interrupted")
 
 
 class _Forward:
@@ -99,18 +117,22 @@ def backup_many(domains: list[str], uri: str | None, dest: Path, *, jobs: int = 
 
     threaded = jobs > 1 and len(domains) > 1 and threading.current_thread() is threading.main_thread()
 
+    finished: dict[str, BackupResult] = {}  # for RunInterrupted, one domain at a time
+
     def one(domain: str) -> BackupResult:
         try:
             with forward.worker() as go:
                 if not go:
-                    return BackupResult(domain=domain, state="nothing-done", exit_code=130,
-                                        error="not started: the run was interrupted")
-                return backup(domain, uri, dest, **kw)
+                    return _not_started(domain)
+                finished[domain] = backup(domain, uri, dest, **kw)
+                return finished[domain]
         except Interrupted as exc:  # backup() cleaned up before it let this through
-            if not threaded:
-                raise  # one domain at a time: the run ends here, as it always did
-            return BackupResult(domain=domain, exit_code=130,
-                                error=f"interrupted by {exc.signal_name}; cleanup ran")
+            result = BackupResult(domain=domain, exit_code=int(ExitCode.INTERRUPTED),
+                                  error=f"interrupted by {exc.signal_name}; cleanup ran")
+            if not threaded:  # one domain at a time: the run ends here
+                finished[domain] = result
+                raise
+            return result
 
     saved = {sig: signal.signal(sig, forward.handler) for sig in SIGNALS} if threaded else {}
     hook = threading.excepthook
@@ -118,12 +140,12 @@ def backup_many(domains: list[str], uri: str | None, dest: Path, *, jobs: int = 
         threading.excepthook = _quiet_interrupts(hook)
     try:
         done = run_each(domains, one, jobs=jobs)
+    except Interrupted as exc:  # one at a time: raised in this thread, after backup()'s cleanup
+        raise RunInterrupted(exc.signum, [finished.get(d) or _not_started(d) for d in domains]) from None
     finally:
         threading.excepthook = hook
         for sig, old in saved.items():
             signal.signal(sig, old)
-    if forward.signum is not None:
-        raise Interrupted(forward.signum)
     results = []
     for r in done:
         if r.result is not None:
@@ -132,4 +154,6 @@ def backup_many(domains: list[str], uri: str | None, dest: Path, *, jobs: int = 
             error = r.error or {}
             results.append(BackupResult(domain=r.domain, error=str(error.get("message", "failed")),
                                         exit_code=r.exit_code))
+    if forward.signum is not None:
+        raise RunInterrupted(forward.signum, results)
     return results, aggregate_exit([r.exit_code for r in results])
