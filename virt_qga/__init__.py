@@ -43,6 +43,7 @@ _EXPORTS: dict[str, str] = {
     "backup_many": "virt_qga.workflows.backup:backup_many",
     "BackupOptions": "virt_qga.workflows.backup:BackupOptions",
     "BackupResult": "virt_qga.workflows.backup:BackupResult",
+    "RunInterrupted": "virt_qga.workflows.backup:RunInterrupted",
     "restore": "virt_qga.workflows.backup.restore:restore",
     "RestoreOptions": "virt_qga.workflows.backup.restore:RestoreOptions",
     "RestoreResult": "virt_qga.workflows.backup.restore:RestoreResult",
@@ -103,6 +104,7 @@ __all__ = [
     "ProtocolError",
     "RestoreOptions",
     "RestoreResult",
+    "RunInterrupted",
     "SnapshotOptions",
     "SnapshotResult",
     "State",
@@ -168,7 +170,7 @@ if TYPE_CHECKING:  # for type checkers and API documentation; at run time __geta
     )
     from virt_qga.exitcodes import ExitCode
     from virt_qga.outcome import State
-    from virt_qga.workflows.backup import BackupOptions, BackupResult, backup, backup_many
+    from virt_qga.workflows.backup import BackupOptions, BackupResult, RunInterrupted, backup, backup_many
     from virt_qga.workflows.backup.listing import BackupListing, list_backups
     from virt_qga.workflows.backup.restore import RestoreOptions, RestoreResult, restore
     from virt_qga.workflows.backup.verify import VerifyReport, verify_backups
