@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -52,3 +53,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="deselect every test that does not run on a lab stack (unit tests, offline checks): "
         "for a second pytest process that covers one more stack beside a full run",
     )
+
+
+@pytest.fixture(autouse=True)
+def _option_spelling_restored() -> Iterator[None]:
+    """A test that runs the CLI in this process (``virt_qga.cli.main._run``) sets the
+    process's option spelling to the CLI's (``--max-frozen``); later tests expect the
+    library's default. Put it back after every test."""
+    from virt_qga import errors
+
+    saved = errors._spelling
+    yield
+    errors._spelling = saved
