@@ -208,7 +208,7 @@ def test_sigterm_mid_copy_merges_back_and_leaves_no_partial(fresh_guest: Callabl
     proc.terminate()
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
-    assert json.loads(out) == {"ok": False, "error": "Interrupted", "message": "interrupted by a signal",
+    assert json.loads(out) == {"ok": False, "error": "Interrupted", "message": "interrupted by SIGTERM",
                                "exit_code": 130}
     assert list((dest / g.name).iterdir()) == []                  # no partial backup
     assert_merged_back(g)

@@ -334,8 +334,10 @@ def test_an_interrupted_run_still_reaches_its_watchers(monkeypatch: pytest.Monke
     code = _run(["-c", "test:///default", "--json", "backup", "a", "b", "c", "--to", str(tmp_path / "bk"),
                  "--metrics", str(prom), "--on-failure", f"cat > {hooked}"])
     assert code == 130
-    assert json.loads(capsys.readouterr().out) == {"ok": False, "error": "Interrupted",
-                                                   "message": "interrupted by a signal", "exit_code": 130}
+    out, err = capsys.readouterr()
+    assert json.loads(out) == {"ok": False, "error": "Interrupted", "message": "interrupted by SIGTERM",
+                               "exit_code": 130}
+    assert err == "virt-qga: error: interrupted by SIGTERM\n"   # one line: no blank one before it
     m = _samples(prom)
     assert m[("virt_qga_backup_run_exit_code", ())] == 130
     assert m[("virt_qga_backup_success", (("domain", "a"),))] == 1

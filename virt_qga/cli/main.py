@@ -103,8 +103,28 @@ SHORT_HELP: dict[str, str] = {
 }
 
 
+class Stopped(Exception):
+    """A signal ended the command, after its cleanup ran (exit 130).
+
+    The root group turns the command's ``KeyboardInterrupt`` (or
+    :class:`virt_qga.errors.Interrupted`, which knows the signal) into this, so that it
+    passes click's ``main`` untouched: click would print a blank line first (meant to
+    close a terminal's ``^C`` echo, noise after a SIGTERM) and lose which signal it was.
+    """
+
+    def __init__(self, signal_name: str) -> None:
+        super().__init__(signal_name)
+        self.signal_name = signal_name
+
+
 class LazyGroup(click.Group):
     """A click group whose subcommands are imported on first use."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt as exc:
+            raise Stopped(str(getattr(exc, "signal_name", "SIGINT"))) from None
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         import importlib.util  # --help only
@@ -239,10 +259,10 @@ def _run(args: list[str]) -> int:
         return int(exc.exit_code)
     except click.exceptions.Exit as exc:
         return exc.exit_code
-    except (click.Abort, KeyboardInterrupt):
+    except (Stopped, click.Abort, KeyboardInterrupt) as exc:
         # with --json a script still gets its one document (cleanup has run by now)
-        _report({"error": "Interrupted", "message": "interrupted by a signal", "exit_code": 130},
-                "interrupted", as_json)
+        msg = f"interrupted by {exc.signal_name}" if isinstance(exc, Stopped) else "interrupted by a signal"
+        _report({"error": "Interrupted", "message": msg, "exit_code": 130}, msg, as_json)
         return int(ExitCode.INTERRUPTED)
     except click.ClickException as exc:
         exc.show()
