@@ -79,6 +79,13 @@ class _Forward:
             for ident in self.running:
                 forward(ident, signum)
 
+    def stop(self, signum: int | None) -> None:
+        """An interrupt ended a backup in its own thread (one domain at a time, where
+        the backup's own handler raised it): start no further domain."""
+        with self.lock:
+            if self.signum is None:
+                self.signum = signal.SIGINT if signum is None else signum
+
     @contextmanager
     def worker(self) -> Iterator[bool]:
         """Inside a worker: yields False when the run is already interrupted."""
@@ -117,22 +124,16 @@ def backup_many(domains: list[str], uri: str | None, dest: Path, *, jobs: int = 
 
     threaded = jobs > 1 and len(domains) > 1 and threading.current_thread() is threading.main_thread()
 
-    finished: dict[str, BackupResult] = {}  # for RunInterrupted, one domain at a time
-
     def one(domain: str) -> BackupResult:
         try:
             with forward.worker() as go:
                 if not go:
                     return _not_started(domain)
-                finished[domain] = backup(domain, uri, dest, **kw)
-                return finished[domain]
+                return backup(domain, uri, dest, **kw)
         except Interrupted as exc:  # backup() cleaned up before it let this through
-            result = BackupResult(domain=domain, exit_code=int(ExitCode.INTERRUPTED),
-                                  error=f"interrupted by {exc.signal_name}; cleanup ran")
-            if not threaded:  # one domain at a time: the run ends here
-                finished[domain] = result
-                raise
-            return result
+            forward.stop(exc.signum)
+            return BackupResult(domain=domain, exit_code=int(ExitCode.INTERRUPTED),
+                                error=f"interrupted by {exc.signal_name}; cleanup ran")
 
     saved = {sig: signal.signal(sig, forward.handler) for sig in SIGNALS} if threaded else {}
     hook = threading.excepthook
@@ -140,8 +141,6 @@ def backup_many(domains: list[str], uri: str | None, dest: Path, *, jobs: int = 
         threading.excepthook = _quiet_interrupts(hook)
     try:
         done = run_each(domains, one, jobs=jobs)
-    except Interrupted as exc:  # one at a time: raised in this thread, after backup()'s cleanup
-        raise RunInterrupted(exc.signum, [finished.get(d) or _not_started(d) for d in domains]) from None
     finally:
         threading.excepthook = hook
         for sig, old in saved.items():
