@@ -69,6 +69,7 @@ __all__ = [
     "error_changed",
     "error_result",
     "fail_from_error",
+    "live_config_diff",
     "module_kwargs",
     "open_agent",
     "open_domain",
@@ -245,6 +246,15 @@ def undo_action(command: str) -> dict[str, Any]:
 def undo_fields(command: str) -> dict[str, Any]:
     """``undo`` (the task, see :func:`undo_action`) and ``undo_command`` (the CLI text)."""
     return {"undo": undo_action(command), "undo_command": command}
+
+
+def live_config_diff(key: str, live: Any, config: Any, want: Any, persistent: bool) -> dict[str, Any]:
+    """Ansible's diff for a value the domain has live and, with ``persistent``, in its
+    persistent definition (``config_<key>``): before and after."""
+    before, after = {key: live}, {key: want}
+    if persistent:
+        before[f"config_{key}"], after[f"config_{key}"] = config, want
+    return {"before": before, "after": after}
 
 
 def fail_from_error(module: AnsibleModule, exc: BaseException, **extra: Any) -> NoReturn:

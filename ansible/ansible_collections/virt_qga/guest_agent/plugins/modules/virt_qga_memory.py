@@ -152,6 +152,7 @@ from ansible_collections.virt_qga.guest_agent.plugins.module_utils.virt_qga_comm
     common_argument_spec,
     error_changed,
     fail_from_error,
+    live_config_diff,
     module_kwargs,
     open_agent,
     open_domain,
@@ -198,7 +199,7 @@ def body(module):
         persistent = config_dimm_changes(domain) if p["config"] else None
         config_mb = persistent.config_total // MIB if persistent is not None else None
         config = persistent if persistent and not plan.changes else None
-        diff = memory_diff(before_mb, config_mb, p["dimm_mb"], p["config"])
+        diff = live_config_diff("dimm_mb", before_mb, config_mb, p["dimm_mb"], p["config"])
         if not plan.changes and not config:
             module.exit_json(changed=False, dimm_mb=p["dimm_mb"], before_mb=before_mb, after_mb=before_mb,
                              plan={}, view=before.to_dict(), msg=f"DIMM memory already {before_mb} MiB")
@@ -246,15 +247,6 @@ def run_steps(module, domain, agent, plan):
             fail_from_error(module, exc, changed=bool(results) or error_changed(exc), results=done)
         results.append(res.to_dict())
     return results
-
-
-def memory_diff(live_mb, config_mb, want_mb, persistent):
-    """Ansible's diff: the DIMM total (and the persistent one) before and after, in MiB."""
-    before, after = {"dimm_mb": live_mb}, {"dimm_mb": want_mb}
-    if persistent:
-        before["config_dimm_mb"] = config_mb
-        after["config_dimm_mb"] = want_mb
-    return {"before": before, "after": after}
 
 
 def memory_text(live_mb, config_mb, want_mb):

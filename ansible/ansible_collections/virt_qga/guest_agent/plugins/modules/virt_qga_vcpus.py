@@ -134,6 +134,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.virt_qga.guest_agent.plugins.module_utils.virt_qga_common import (
     common_argument_spec,
+    live_config_diff,
     module_kwargs,
     open_agent,
     open_domain,
@@ -187,7 +188,7 @@ def body(module):
         config_before = config_vcpu_count(domain) if persistent else None
         live_ok = in_sync(before, p["count"], p["guest_only"])
         config_ok = config_before is None or config_before == p["count"]
-        diff = vcpu_diff(summary(before), config_before, p["count"], persistent)
+        diff = live_config_diff("vcpus", summary(before), config_before, p["count"], persistent)
         if live_ok and config_ok:
             module.exit_json(changed=False, count=p["count"], before=before.to_dict(),
                              after=before.to_dict(), msg=f"already {p['count']} vCPUs")
@@ -208,14 +209,6 @@ def body(module):
     extra = {} if result is None else {"result": result.to_dict()}
     module.exit_json(changed=changed, count=p["count"], before=before.to_dict(), after=after.to_dict(),
                      diff=diff, msg=change_text(summary(before), config_before, summary(after)), **extra)
-
-
-def vcpu_diff(live, config, count, persistent):
-    """Ansible's diff: the online count (and the persistent one) before and after."""
-    before, after = {"vcpus": live}, {"vcpus": count}
-    if persistent:
-        before["config_vcpus"], after["config_vcpus"] = config, count
-    return {"before": before, "after": after}
 
 
 def change_text(live, config, count):
